@@ -1,0 +1,1 @@
+"""Subcommands of the ``ramos`` CLI; each module has ``register(subparsers)``."""

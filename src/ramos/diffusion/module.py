@@ -1,0 +1,237 @@
+"""The generic latent-diffusion stage.
+
+Trains an injected denoiser to reverse a diffusers noise process in the latent space of a frozen
+autoencoder (or directly on the data when ``autoencoder`` is None: the raw-space baseline).
+Class-conditional with label dropout, so classifier-free guidance works at sampling time; keeps
+an exponential moving average (EMA) of the denoiser's weights, which sampling uses by default.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ramos.diffusion.schedule import NoiseConfig, Sampler, make_scheduler, noise_config_dict
+from ramos.utils.checkpoint import load_checkpoint
+from ramos.utils.spec import build
+from ramos.utils.training import check_finite, read_specs, store_specs
+
+
+class LatentDiffusionModule(L.LightningModule):
+    """Diffusion in the latent space of a frozen autoencoder.
+
+    Args:
+        denoiser: network ``denoiser(x_t, t, y, **cond)``; see :mod:`ramos.diffusion.nets`.
+        autoencoder: frozen module with ``encode(x, mask=None) -> (mu, logvar)`` and ``decode(z)``
+            (e.g. :class:`ramos.vae.VAEModule`); ``None`` diffuses the data itself.
+        num_classes: number of labels (0 = unconditional). Label ``num_classes`` means "none".
+        cond_drop_prob: probability of replacing a label by "none" in training (guidance).
+        noise: the noise process (:class:`NoiseConfig` or its dict).
+        lr, weight_decay: AdamW settings (cosine decay over the run).
+        ema_decay: EMA decay of the denoiser weights.
+        input_key, label_key: batch keys of the data and of the labels.
+        cond_keys: extra batch keys passed to the denoiser as keyword conditions (e.g. "length").
+        sample_posterior: train on posterior samples instead of posterior means.
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        autoencoder: nn.Module | None = None,
+        num_classes: int = 0,
+        cond_drop_prob: float = 0.1,
+        noise: NoiseConfig | dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        ema_decay: float = 0.999,
+        input_key: str = "x",
+        label_key: str = "label",
+        cond_keys: list[str] | None = None,
+        sample_posterior: bool = False,
+    ) -> None:
+        super().__init__()
+        noise_cfg = NoiseConfig.from_any(noise)
+        self.save_hyperparameters({
+            "num_classes": num_classes, "cond_drop_prob": cond_drop_prob, "noise": noise_config_dict(noise_cfg),
+            "lr": lr, "weight_decay": weight_decay, "ema_decay": ema_decay, "input_key": input_key,
+            "label_key": label_key, "cond_keys": list(cond_keys or []), "sample_posterior": sample_posterior,
+        })
+        self.noise_cfg = noise_cfg
+        self.denoiser = denoiser
+        self.ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.autoencoder = autoencoder
+        if autoencoder is not None:
+            autoencoder.eval().requires_grad_(False)
+        self.train_scheduler = make_scheduler("ddpm", noise_cfg)
+        # Latent statistics, fixed from the first training batch (scalar shift/scale, as in Stable
+        # Diffusion's scale factor) so that the diffusion sees unit-variance inputs.
+        self.register_buffer("latent_shift", torch.zeros(()))
+        self.register_buffer("latent_scale", torch.zeros(()))
+        self.register_buffer("latent_shape", torch.zeros(0, dtype=torch.long))
+
+    # --- latents ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def to_latent(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Data -> (unnormalised) latent."""
+        if self.autoencoder is None:
+            return x
+        mu, logvar = self.autoencoder.encode(x, mask)
+        if self.hparams.sample_posterior:
+            return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return mu
+
+    def from_latent(self, z: Tensor) -> Tensor:
+        """(Unnormalised) latent -> data."""
+        return z if self.autoencoder is None else self.autoencoder.decode(z)
+
+    def _init_latent_stats(self, z: Tensor) -> None:
+        shift, var = z.mean(), z.var()
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Every DDP rank must use identical statistics.
+            shift = self.trainer.strategy.reduce(shift, reduce_op="mean")
+            var = self.trainer.strategy.reduce(var, reduce_op="mean")
+        self.latent_shift.copy_(shift)
+        self.latent_scale.copy_(var.clamp_min(1e-8).sqrt())
+        self.latent_shape = torch.tensor(z.shape[1:], dtype=torch.long, device=z.device)
+
+    @property
+    def is_initialised(self) -> bool:
+        return bool(self.latent_scale > 0)
+
+    # --- training ---------------------------------------------------------------------------
+    def _labels(self, batch: dict[str, Tensor], n: int, drop: bool) -> Tensor | None:
+        k = self.hparams.num_classes
+        if k == 0:
+            return None
+        y = batch[self.hparams.label_key].long()
+        y = torch.where((y < 0) | (y >= k), torch.full_like(y, k), y)  # unlabelled -> "none"
+        if drop and self.hparams.cond_drop_prob > 0:
+            y = torch.where(torch.rand(n, device=y.device) < self.hparams.cond_drop_prob, torch.full_like(y, k), y)
+        return y
+
+    def diffusion_loss(self, batch: dict[str, Tensor], drop_labels: bool = True) -> Tensor:
+        """Mean squared error of the denoiser's prediction at uniformly drawn timesteps."""
+        z = self.to_latent(batch[self.hparams.input_key], batch.get("mask"))
+        if not self.is_initialised:
+            self._init_latent_stats(z)
+        z = (z - self.latent_shift) / self.latent_scale
+        n = z.shape[0]
+        noise = torch.randn_like(z)
+        t = torch.randint(0, self.noise_cfg.num_train_timesteps, (n,), device=z.device)
+        x_t = self.train_scheduler.add_noise(z, noise, t)
+        kind = self.noise_cfg.prediction_type
+        target = noise if kind == "epsilon" else z if kind == "sample" else self.train_scheduler.get_velocity(z, noise, t)
+        cond = {k: batch[k] for k in self.hparams.cond_keys}
+        pred = self.denoiser(x_t, t, self._labels(batch, n, drop_labels), **cond)
+        return torch.nn.functional.mse_loss(pred, target)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.diffusion_loss(batch)
+        check_finite(loss, "latent diffusion", self.global_step)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=batch[self.hparams.input_key].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.diffusion_loss(batch, drop_labels=False)
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
+                 batch_size=batch[self.hparams.input_key].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update_parameters(self.denoiser)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.trainer is None:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=self.hparams.lr * 0.05)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- sampling ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        n: int,
+        labels: Tensor | None = None,
+        steps: int = 20,
+        sampler: Sampler | str = "ddim",
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_ema: bool = True,
+        cond: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """Run the reverse process and return unnormalised latents (n, *latent_shape).
+
+        ``labels`` (n,) asks for classes (``None`` or the "none" index: unconditional);
+        ``guidance`` > 1 applies classifier-free guidance. Deterministic for a seeded ``generator``.
+        """
+        if not self.is_initialised:
+            raise RuntimeError("the diffusion model has not been trained (no latent statistics)")
+        net = self.ema.module if use_ema else self.denoiser
+        net.eval()
+        scheduler = make_scheduler(sampler, self.noise_cfg)
+        scheduler.set_timesteps(steps, device=self.device)
+        shape = (n, *self.latent_shape.tolist())
+        x = torch.randn(shape, generator=generator, device=self.device) * scheduler.init_noise_sigma
+        k = self.hparams.num_classes
+        y = None
+        if k > 0:
+            y = torch.full((n,), k, dtype=torch.long, device=self.device) if labels is None else labels.to(self.device).long()
+        guided = y is not None and guidance != 1.0 and bool((y != k).any())
+        cond = {key: v.to(self.device) for key, v in (cond or {}).items()}
+        if guided:
+            y_in = torch.cat([y, torch.full_like(y, k)])
+            cond_in = {key: torch.cat([v, v]) for key, v in cond.items()}
+        for t in scheduler.timesteps:
+            x_in = scheduler.scale_model_input(x, t)
+            tt = torch.full((n,), int(t), dtype=torch.long, device=self.device)
+            if guided:
+                out_c, out_u = net(torch.cat([x_in, x_in]), torch.cat([tt, tt]), y_in, **cond_in).chunk(2)
+                out = out_u + guidance * (out_c - out_u)
+            else:
+                out = net(x_in, tt, y, **cond)
+            x = scheduler.step(out, t, x, generator=generator).prev_sample
+        return x * self.latent_scale + self.latent_shift
+
+    @torch.no_grad()
+    def sample(self, n: int, labels: Tensor | None = None, steps: int = 20, sampler: Sampler | str = "ddim",
+               guidance: float = 1.0, generator: torch.Generator | None = None, use_ema: bool = True,
+               cond: dict[str, Tensor] | None = None) -> Tensor:
+        """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`)."""
+        z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond)
+        return self.from_latent(z)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        nets: dict[str, nn.Module] = {"denoiser": self.denoiser}
+        if self.autoencoder is not None:
+            ae = self.autoencoder
+            nets.update(ae_encoder=ae.encoder, ae_decoder=ae.decoder, ae_loss=ae.loss)
+            checkpoint["ramos_autoencoder_hparams"] = dict(ae.hparams)
+        store_specs(checkpoint, **nets)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatentDiffusionModule:
+        """Rebuild a trained diffusion stage (autoencoder included) from its checkpoint alone."""
+        from ramos.vae.module import VAEModule
+
+        ckpt = load_checkpoint(path)
+        specs = read_specs(ckpt, str(path), "denoiser")
+        autoencoder = None
+        if "ae_encoder" in specs:
+            autoencoder = VAEModule(build(specs["ae_encoder"]), build(specs["ae_decoder"]), build(specs["ae_loss"]),
+                                    **ckpt.get("ramos_autoencoder_hparams", {}))
+        hp = dict(ckpt.get("hyper_parameters", {}))
+        module = cls(build(specs["denoiser"]), autoencoder, **hp)
+        state = ckpt["state_dict"]
+        module.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)
+        module.load_state_dict(state)
+        return module.eval()

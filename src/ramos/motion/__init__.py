@@ -1,0 +1,1 @@
+"""Human motion: skeleton, readers, preprocessing, networks, metrics, rendering and export."""

@@ -1,0 +1,71 @@
+"""Typed YAML configuration: a dataclass per stage, checked by jsonargparse.
+
+Unknown keys and wrongly typed values are errors naming the file and the key, so a typo in a
+config file cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from jsonargparse import ArgumentParser
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or does not match its dataclass."""
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
+    """Build the dataclass ``cls`` from a plain dictionary, checking every key and type."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "cfg")
+    try:
+        ns = parser.parse_object({"cfg": data})
+        return parser.instantiate(ns).cfg
+    except Exception as exc:  # jsonargparse raises ArgumentError / ValueError / TypeError
+        msg = " ".join(str(exc).split())
+        raise ConfigError(f"{source}: {msg}") from exc
+
+
+def load_config(cls: type[T], path: str | os.PathLike[str] | None = None,
+                overrides: dict[str, Any] | None = None) -> T:
+    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus dotted overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())[:200]})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return from_dict(cls, data, source)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass config as plain data (for saving beside checkpoints)."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | os.PathLike[str]) -> None:
+    """Write a dataclass config as YAML, atomically."""
+    from ramos.utils.atomic import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,42 @@
+"""Pieces every training stage shares: finite-loss guard and checkpoint specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ramos.utils.spec import spec_of
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss becomes NaN/inf, so that no NaN checkpoint is ever written."""
+
+
+def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
+    """Stop training with a clear message when ``loss`` is not finite.
+
+    Raising inside the step aborts ``Trainer.fit`` before the checkpoint callback runs, so the
+    last checkpoint on disk is the last good one.
+    """
+    if not torch.isfinite(loss).all():
+        raise NonFiniteLossError(
+            f"{stage}: loss became {loss.item()} at step {step}; stopping before writing a checkpoint "
+            "(lower the learning rate, or check the data for NaN/inf)"
+        )
+
+
+def store_specs(checkpoint: dict[str, Any], **nets: nn.Module) -> None:
+    """Record how to rebuild each injected network inside a Lightning checkpoint."""
+    checkpoint["ramos_specs"] = {name: spec_of(net) for name, net in nets.items()}
+
+
+def read_specs(checkpoint: dict[str, Any], path: str, *names: str) -> dict[str, dict[str, Any]]:
+    """The network specs of a checkpoint written by a RaMoS stage (clear error otherwise)."""
+    from ramos.utils.checkpoint import CheckpointError
+
+    specs = checkpoint.get("ramos_specs")
+    if not isinstance(specs, dict) or any(n not in specs for n in names):
+        raise CheckpointError(f"{path}: not a RaMoS checkpoint of this stage (missing network specs {list(names)})")
+    return specs

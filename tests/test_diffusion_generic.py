@@ -1,0 +1,163 @@
+"""The generic VAE and latent-diffusion stages on a toy problem (no images, no motion)."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ramos.diffusion import LatentDiffusionModule, NoiseConfig, make_scheduler
+from ramos.diffusion.nets import ResidualMLPDenoiser
+from ramos.utils.checkpoint import CheckpointError
+from ramos.utils.training import NonFiniteLossError
+from ramos.vae import VAEModule, gaussian_kl
+from ramos.vae.losses import MSEReconstruction
+from ramos.vae.nets import MLPDecoder, MLPEncoder
+
+
+class Blobs(Dataset):
+    """Two labelled Gaussian blobs in 6-D: class 0 around -2, class 1 around +2."""
+
+    def __init__(self, n: int = 512, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % 2
+        self.x = (self.y[:, None].float() * 4 - 2) + 0.3 * torch.randn(n, 6, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "label": self.y[i]}
+
+
+def _trainer(tmp_path, steps: int) -> L.Trainer:
+    return L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    mu, logvar = torch.randn(5, 3), torch.randn(5, 3)
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    expected = torch.distributions.kl_divergence(q, p).sum(1).mean()
+    assert torch.allclose(gaussian_kl(mu, logvar), expected, atol=1e-5)
+    assert gaussian_kl(torch.zeros(2, 4), torch.zeros(2, 4)).item() == 0.0
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver++"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_schedule_round_trip_with_oracle_denoiser(sampler, prediction):
+    """An oracle that knows x0 makes every sampler land exactly on x0, at 10, 20 and 50 steps."""
+    noise_cfg = NoiseConfig(prediction_type=prediction)
+    x0 = torch.randn(4, 8)
+    alphas = make_scheduler("ddpm", noise_cfg).alphas_cumprod
+    for steps in (10, 20, 50):
+        sched = make_scheduler(sampler, noise_cfg)
+        sched.set_timesteps(steps)
+        x = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+        for t in sched.timesteps:
+            a = alphas[int(t)]
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+            out = {"epsilon": eps, "sample": x0, "v_prediction": a.sqrt() * eps - (1 - a).sqrt() * x0}[prediction]
+            x = sched.step(out, t, x, generator=torch.Generator().manual_seed(2)).prev_sample
+        assert torch.allclose(x, x0, atol=1e-3), (sampler, prediction, steps, (x - x0).abs().max())
+
+
+def test_unknown_sampler_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown sampler"):
+        make_scheduler("euler-ish", NoiseConfig())
+
+
+def _vae(latent: int = 2) -> VAEModule:
+    return VAEModule(MLPEncoder([6], latent, [32]), MLPDecoder([6], latent, [32]), MSEReconstruction("x"),
+                     kl_weight=1e-3, lr=3e-3)
+
+
+def test_vae_trains_and_reloads_from_checkpoint_alone(tmp_path):
+    torch.manual_seed(0)
+    data = DataLoader(Blobs(), batch_size=64, shuffle=True)
+    vae = _vae()
+    before = vae.eval().compute_losses(next(iter(data)))["loss"].item()
+    trainer = _trainer(tmp_path, 150)
+    trainer.fit(vae, data)
+    after = vae.eval().compute_losses(next(iter(data)))["loss"].item()
+    assert after < 0.5 * before
+    path = tmp_path / "vae.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = VAEModule.load(path)
+    x = Blobs(8, seed=3).x
+    assert torch.allclose(loaded.encode(x)[0], vae.encode(x)[0])
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_non_finite_loss_stops_without_checkpoint(tmp_path):
+    vae = _vae()
+    data = Blobs()
+    data.x[300] = float("nan")  # the fifth batch of 64 carries a NaN
+    ckpt_dir = tmp_path / "ckpt"
+    trainer = L.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(ckpt_dir, save_last=True, every_n_train_steps=1)])
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 4"):
+        trainer.fit(vae, DataLoader(data, batch_size=64))
+    assert sorted(p.name for p in ckpt_dir.glob("*.ckpt"))[-1] == "last.ckpt"
+    for ckpt in ckpt_dir.glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values())
+
+
+@pytest.fixture(scope="module")
+def trained_diffusion(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("diff")
+    torch.manual_seed(0)
+    data = DataLoader(Blobs(), batch_size=64, shuffle=True)
+    vae = _vae(4)
+    _trainer(tmp, 200).fit(vae, data)
+    denoiser = ResidualMLPDenoiser(dim=4, width=64, depth=2, num_classes=2)
+    model = LatentDiffusionModule(denoiser, vae, num_classes=2, cond_drop_prob=0.2, lr=3e-3, ema_decay=0.9)
+    trainer = _trainer(tmp, 400)
+    trainer.fit(model, data)
+    path = tmp / "diffusion.ckpt"
+    trainer.save_checkpoint(path)
+    return model, path
+
+
+def test_conditional_samples_land_on_their_class(trained_diffusion):
+    model, _ = trained_diffusion
+    for label, sign in ((0, -1), (1, 1)):
+        x = model.sample(64, torch.full((64,), label), steps=20, guidance=2.0,
+                         generator=torch.Generator().manual_seed(0))
+        assert (torch.sign(x.mean(1)) == sign).float().mean() > 0.9
+
+
+def test_sampling_is_deterministic_and_guidance_matters(trained_diffusion):
+    model, _ = trained_diffusion
+    y = torch.tensor([0, 1, 0, 1])
+    for sampler in ("ddim", "dpmsolver++", "ddpm"):
+        a = model.sample(4, y, steps=10, sampler=sampler, guidance=3.0, generator=torch.Generator().manual_seed(5))
+        b = model.sample(4, y, steps=10, sampler=sampler, guidance=3.0, generator=torch.Generator().manual_seed(5))
+        assert torch.equal(a, b)
+        c = model.sample(4, y, steps=10, sampler=sampler, guidance=1.0, generator=torch.Generator().manual_seed(5))
+        assert not torch.allclose(a, c)
+    unconditional = model.sample(200, None, steps=20, generator=torch.Generator().manual_seed(1))
+    share_positive = (unconditional.mean(1) > 0).float().mean().item()
+    assert 0.2 < share_positive < 0.8  # both modes appear without a label
+
+
+def test_diffusion_reloads_from_checkpoint_alone(trained_diffusion):
+    model, path = trained_diffusion
+    loaded = LatentDiffusionModule.load(path)
+    kwargs = dict(labels=torch.tensor([1, 0]), steps=20, guidance=2.0)
+    a = model.sample(2, generator=torch.Generator().manual_seed(9), **kwargs)
+    b = loaded.sample(2, generator=torch.Generator().manual_seed(9), **kwargs)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_loading_a_foreign_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {}}, bad)
+    with pytest.raises(CheckpointError, match="not a RaMoS checkpoint"):
+        LatentDiffusionModule.load(bad)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt: not a loadable checkpoint"):
+        VAEModule.load(tmp_path / "junk.ckpt")
