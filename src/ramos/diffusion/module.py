@@ -37,6 +37,9 @@ class LatentDiffusionModule(L.LightningModule):
         input_key, label_key: batch keys of the data and of the labels.
         cond_keys: extra batch keys passed to the denoiser as keyword conditions (e.g. "length").
         sample_posterior: train on posterior samples instead of posterior means.
+        class_names: names of the labels (index order), kept in the checkpoint for users.
+        data_info: plain JSON-able facts about the data the stage needs at sampling time
+            (e.g. fps, window length, per-label length distributions); kept in the checkpoint.
     """
 
     def __init__(
@@ -53,6 +56,8 @@ class LatentDiffusionModule(L.LightningModule):
         label_key: str = "label",
         cond_keys: list[str] | None = None,
         sample_posterior: bool = False,
+        class_names: list[str] | None = None,
+        data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         noise_cfg = NoiseConfig.from_any(noise)
@@ -60,7 +65,11 @@ class LatentDiffusionModule(L.LightningModule):
             "num_classes": num_classes, "cond_drop_prob": cond_drop_prob, "noise": noise_config_dict(noise_cfg),
             "lr": lr, "weight_decay": weight_decay, "ema_decay": ema_decay, "input_key": input_key,
             "label_key": label_key, "cond_keys": list(cond_keys or []), "sample_posterior": sample_posterior,
+            "class_names": list(class_names) if class_names is not None else None,
+            "data_info": dict(data_info or {}),
         })
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.noise_cfg = noise_cfg
         self.denoiser = denoiser
         self.ema = AveragedModel(denoiser, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
