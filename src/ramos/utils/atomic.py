@@ -74,6 +74,10 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
         raise FileExistsError(f"{target}: already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    # mkdtemp makes the folder private (0700); the result should have normal permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         yield tmp
         if target.exists():
