@@ -153,7 +153,10 @@ class LatentDiffusionModule(L.LightningModule):
                  batch_size=batch[self.hparams.input_key].shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here rather than in on_train_batch_end: Lightning runs callbacks' on_train_batch_end first,
+        # so a step-interval checkpoint would otherwise miss this step's EMA update.
         self.ema.update_parameters(self.denoiser)
 
     def configure_optimizers(self) -> Any:
@@ -176,11 +179,13 @@ class LatentDiffusionModule(L.LightningModule):
         generator: torch.Generator | None = None,
         use_ema: bool = True,
         cond: dict[str, Tensor] | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """Run the reverse process and return unnormalised latents (n, *latent_shape).
 
         ``labels`` (n,) asks for classes (``None`` or the "none" index: unconditional);
         ``guidance`` > 1 applies classifier-free guidance. Deterministic for a seeded ``generator``.
+        ``noise`` (n, *latent_shape) replaces the initial draw (e.g. one seed per item).
         """
         if not self.is_initialised:
             raise RuntimeError("the diffusion model has not been trained (no latent statistics)")
@@ -189,7 +194,10 @@ class LatentDiffusionModule(L.LightningModule):
         scheduler = make_scheduler(sampler, self.noise_cfg)
         scheduler.set_timesteps(steps, device=self.device)
         shape = (n, *self.latent_shape.tolist())
-        x = torch.randn(shape, generator=generator, device=self.device) * scheduler.init_noise_sigma
+        if noise is not None and tuple(noise.shape) != shape:
+            raise ValueError(f"noise of shape {tuple(noise.shape)}, expected {shape}")
+        x = noise.to(self.device) if noise is not None else torch.randn(shape, generator=generator, device=self.device)
+        x = x * scheduler.init_noise_sigma
         k = self.hparams.num_classes
         y = None
         if k > 0:
@@ -213,9 +221,9 @@ class LatentDiffusionModule(L.LightningModule):
     @torch.no_grad()
     def sample(self, n: int, labels: Tensor | None = None, steps: int = 20, sampler: Sampler | str = "ddim",
                guidance: float = 1.0, generator: torch.Generator | None = None, use_ema: bool = True,
-               cond: dict[str, Tensor] | None = None) -> Tensor:
+               cond: dict[str, Tensor] | None = None, noise: Tensor | None = None) -> Tensor:
         """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`)."""
-        z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond)
+        z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond, noise)
         return self.from_latent(z)
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -226,6 +234,13 @@ class LatentDiffusionModule(L.LightningModule):
             nets.update(ae_encoder=ae.encoder, ae_decoder=ae.decoder, ae_loss=ae.loss)
             checkpoint["ramos_autoencoder_hparams"] = dict(ae.hparams)
         store_specs(checkpoint, **nets)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # latent_shape is sized by the first training batch; size it like the saved one so that
+        # Lightning's strict state-dict load works when a run resumes (trainer.fit(ckpt_path=...)).
+        saved = checkpoint.get("state_dict", {}).get("latent_shape")
+        if saved is not None:
+            self.latent_shape = torch.zeros(tuple(saved.shape), dtype=torch.long, device=self.latent_shape.device)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatentDiffusionModule:

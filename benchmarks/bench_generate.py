@@ -1,0 +1,121 @@
+"""Generation speed: latency of one motion (batch 1) and batched throughput, decoding included.
+
+    python benchmarks/bench_generate.py [--checkpoint runs/pipeline/diffusion/last.ckpt] [--threads 2]
+
+Without a checkpoint the default architecture is built with random weights (speed does not depend
+on the weights): the default motion VAE (configs/motion_vae) for 200-frame windows and the default
+denoiser (configs/motion_diffusion), 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
+batch 1 (20 DDIM steps, guidance 3), >= 1,000 motions/s batched. Prints one line per figure and
+updates benchmarks/results/generate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
+
+
+def default_generator(width: int | None = None, depth: int | None = None):
+    """A MotionGenerator with the default architecture (or another denoiser size) and random weights."""
+    from ramos.diffusion import LatentDiffusionModule
+    from ramos.diffusion.nets import ResidualMLPDenoiser
+    from ramos.motion.diffusion_stage import MotionDiffusionConfig
+    from ramos.motion.generate import MotionGenerator
+    from ramos.motion.motion_vae import MotionVAEConfig, build_motion_vae
+    from ramos.motion.skeleton import HUMANML3D
+
+    window, labels = 200, [f"label{i}" for i in range(20)]
+    vae_cfg, cfg = MotionVAEConfig(), MotionDiffusionConfig()
+    vae = build_motion_vae(vae_cfg, HUMANML3D, window)
+    latent = vae_cfg.net.latent_dim
+    denoiser = ResidualMLPDenoiser(latent, width or cfg.denoiser.width, depth or cfg.denoiser.depth, len(labels),
+                                   ["length"])
+    info = {"kind": "motion", "fps": 20.0, "window": window, "length_unit": "seconds",
+            "skeleton": HUMANML3D.to_dict(), "length_hist": {"*": [[120, 1], [200, 1]]}}
+    module = LatentDiffusionModule(denoiser, vae, num_classes=len(labels), noise=cfg.noise, class_names=labels,
+                                   cond_keys=["length"], input_key="motion", data_info=info)
+    module.latent_shift.fill_(0.0)
+    module.latent_scale.fill_(1.0)
+    module.latent_shape = torch.tensor([latent])
+    return MotionGenerator(module, "<random weights, default architecture>")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default=None, help="a trained motion diffusion checkpoint (optional)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--width", type=int, default=None, help="denoiser width (default: the config's)")
+    parser.add_argument("--depth", type=int, default=None, help="denoiser depth (default: the config's)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--runs", type=int, default=50, help="timed batch-1 runs (median reported)")
+    parser.add_argument("--batch", type=int, default=256, help="motions per batched call")
+    parser.add_argument("--batched-runs", type=int, default=5)
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+
+    from ramos.motion.generate import MotionGenerator
+
+    gen = MotionGenerator.load(args.checkpoint) if args.checkpoint else default_generator(args.width, args.depth)
+    label = gen.labels[0] if gen.labels else None
+    kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=gen.window / gen.fps)
+    for _ in range(5):  # warm-up: allocator, scheduler construction, lazy imports
+        gen.sample([label], seed=0, **kw)
+    # CPU time beside wall time: on a busy machine the wall clock measures the other processes too.
+    times, cpu = [], []
+    for i in range(args.runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        gen.sample([label], seed=i, **kw)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    latency_ms = 1000 * statistics.median(times)
+
+    gen.sample([label] * args.batch, seed=0, **kw)
+    batched, batched_cpu = [], []
+    for i in range(args.batched_runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        gen.sample([label] * args.batch, seed=i, **kw)
+        batched.append(time.perf_counter() - t0)
+        batched_cpu.append(time.process_time() - c0)
+    per_s = args.batch / statistics.median(batched)
+
+    result = {
+        "latency_ms_batch1_median": round(latency_ms, 2),
+        "latency_ms_batch1_p90": round(1000 * sorted(times)[int(0.9 * (len(times) - 1))], 2),
+        "motions_per_s_batched": round(per_s, 1),
+        "cpu_ms_batch1_median": round(1000 * statistics.median(cpu), 2),
+        "cpu_s_per_batch_median": round(statistics.median(batched_cpu), 3),
+        "batch": args.batch, "steps": args.steps, "sampler": args.sampler, "guidance": args.guidance,
+        "frames_per_motion": gen.window, "threads": torch.get_num_threads(),
+        "model": args.checkpoint or "default architecture, random weights",
+        "denoiser": {k: getattr(gen.module.denoiser, k, None) for k in ("dim", "width")},
+        "parameters": sum(p.numel() for p in gen.module.parameters()) - sum(
+            p.numel() for p in gen.module.ema.parameters()),
+        "targets": {"latency_ms_batch1": 20, "motions_per_s_batched": 1000},
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(f"generate: batch 1 {latency_ms:.1f} ms/motion (median of {args.runs}, {args.steps} {args.sampler} steps, "
+          f"guidance {args.guidance}, decoding included); batched {per_s:.0f} motions/s (batch {args.batch}); "
+          f"{result['threads']} threads; CPU time {result['cpu_ms_batch1_median']:.1f} ms/motion, "
+          f"{args.batch / result['cpu_s_per_batch_median']:.0f} motions per CPU-second batched")
+    from ramos.utils.atomic import write_json
+
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    previous[f"threads={result['threads']}"] = result
+    write_json(RESULTS, previous)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The motion latent-diffusion stage: config, construction and training.
+
+The LightningModule is the generic :class:`ramos.diffusion.LatentDiffusionModule`; this module
+injects a frozen motion VAE (any :class:`ramos.vae.VAEModule` that encodes and decodes windows in
+metres) and a :class:`ramos.diffusion.nets.ResidualMLPDenoiser`, conditions it on
+
+- the label (the window's first label; randomly dropped in training, so classifier-free guidance
+  works at sampling time), and
+- the valid length of the window in **seconds** (batch key ``"length"``), so that a sampled latent
+  decodes to a motion of the asked length (the decoded frames after it are padding and are cut),
+
+and stores in the checkpoint (``data_info``) what sampling needs without the data set: frame rate,
+window, skeleton and each label's training length distribution (generation draws lengths from it
+when none is asked). It writes into ``out``::
+
+    last.ckpt        the trained stage (VAE included: LatentDiffusionModule.load(path) is enough)
+    checkpoints/     the rolling resume point (last.ckpt, every ``val_every_n_steps``)
+    config.yaml      the config used
+    summary.json     steps, seconds, final losses
+    samples/*.png    a strip of generated motions (one per label) at each validation
+    tb/              TensorBoard logs (loss, learning rate, sample strips)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from ramos.diffusion import LatentDiffusionModule
+from ramos.diffusion.nets import ResidualMLPDenoiser
+from ramos.diffusion.schedule import NoiseConfig
+from ramos.motion.datamodule import MotionDataModule
+from ramos.motion.dataset import MotionDataset
+from ramos.utils.atomic import atomic_path, write_json
+from ramos.utils.checkpoint import CheckpointError
+from ramos.utils.config import save_config
+from ramos.utils.training import SeedEachStep
+
+log = logging.getLogger(__name__)
+
+DATA_KIND = "motion"
+"""``data_info["kind"]`` of motion diffusion checkpoints (tells them apart from MNIST ones)."""
+
+
+# --- configuration ------------------------------------------------------------------------------------
+@dataclass
+class DenoiserConfig:
+    """The residual MLP denoiser over the VAE latent vector.
+
+    Attributes:
+        width: hidden width.
+        depth: residual blocks.
+        dropout: dropout inside the blocks.
+    """
+
+    width: int = 256
+    depth: int = 4
+    dropout: float = 0.0
+
+
+@dataclass
+class MotionDiffusionConfig:
+    """All parameters of ``ramos train motion-diffusion`` (``configs/motion_diffusion/default.yaml``).
+
+    Attributes:
+        seed: seed of initialisation, batch order, timesteps and label dropout.
+        steps: optimiser steps.
+        batch_size: windows per step.
+        lr, weight_decay: AdamW (cosine decay to 5 % over the run).
+        ema_decay: EMA of the denoiser's weights (sampling uses the EMA copy).
+        cond_drop_prob: share of training labels replaced by "none" (classifier-free guidance).
+        noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`).
+        denoiser: see :class:`DenoiserConfig`.
+        val_every_n_steps: validation loss and sample strip every this many steps.
+        strip_steps, strip_guidance, strip_labels: sampling settings of the strip (at most
+            ``strip_labels`` labels, one motion each).
+        log_every_n_steps: TensorBoard scalar interval.
+        num_workers: DataLoader workers.
+    """
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    cond_drop_prob: float = 0.1
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    val_every_n_steps: int = 500
+    strip_steps: int = 20
+    strip_guidance: float = 3.0
+    strip_labels: int = 6
+    log_every_n_steps: int = 50
+    num_workers: int = 0
+
+
+class MotionDiffusionError(ValueError):
+    """The VAE, data set or config cannot be used together; the message is one line."""
+
+
+# --- data ---------------------------------------------------------------------------------------------
+class SecondsDataModule(MotionDataModule):
+    """:class:`MotionDataModule` (positions in metres) whose ``length`` is in seconds (float).
+
+    Seconds, not frames, because the denoiser embeds scalars at a scale suited to a few units, and
+    because a length in seconds keeps its meaning if the frame rate of the data changes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], batch_size: int, num_workers: int = 0) -> None:
+        super().__init__(path, batch_size=batch_size, normalized=False, num_workers=num_workers, shuffle=True)
+
+    def on_before_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        batch = dict(batch)
+        batch["length"] = batch["length"].float() / self.dataset.fps
+        return batch
+
+
+def length_histograms(data: MotionDataset, split: str = "train") -> dict[str, list[list[int]]]:
+    """Per label (and ``"*"`` for all windows) the ``[[frames, count], ...]`` of the split's valid lengths."""
+    idx = data.split_indices(split)
+    if len(idx) == 0:
+        idx = np.arange(len(data))
+    hists: dict[str, Counter[int]] = {"*": Counter()}
+    for i in idx:
+        n = int(data.lengths[i])
+        hists["*"][n] += 1
+        label = data.label_id(int(i))
+        if label >= 0:
+            hists.setdefault(data.labels[label], Counter())[n] += 1
+    return {k: sorted([int(f), int(c)] for f, c in h.items()) for k, h in hists.items()}
+
+
+def data_info(data: MotionDataset, vae_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The facts about the data that generation needs, stored in the checkpoint (plain JSON values)."""
+    return {
+        "kind": DATA_KIND,
+        "fps": data.fps,
+        "window": data.window,
+        "length_unit": "seconds",
+        "skeleton": data.skeleton.to_dict(),
+        "length_hist": length_histograms(data),
+        "dataset": str(data.path),
+        "dataset_config_hash": data.manifest.get("config_hash"),
+        "vae_checkpoint": None if vae_path is None else str(vae_path),
+    }
+
+
+# --- construction ----------------------------------------------------------------------------------------
+def check_vae(vae: torch.nn.Module, data: MotionDataset, vae_path: str | os.PathLike[str]) -> torch.Size:
+    """Encode and decode two windows of ``data``: the latent shape, or a one-line error on mismatch."""
+    item = [data.item(i) for i in range(min(2, len(data)))]
+    x = torch.from_numpy(np.stack([it["motion"] for it in item]))
+    mask = torch.from_numpy(np.stack([it["mask"] for it in item]))
+    shape = f"windows of {data.window} frames x {data.skeleton.num_joints} joints"
+    try:
+        with torch.no_grad():
+            mu, _ = vae.encode(x, mask)
+            out = vae.decode(mu)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise MotionDiffusionError(f"{vae_path}: this VAE cannot encode {data.path}'s {shape} "
+                                   f"({' '.join(str(exc).split())[:160]})") from None
+    if tuple(out.shape) != tuple(x.shape):
+        raise MotionDiffusionError(f"{vae_path}: the VAE decodes {tuple(out.shape[1:])}, but {data.path} has "
+                                   f"{tuple(x.shape[1:])} windows (another skeleton or window length)")
+    return mu.shape[1:]
+
+
+def build_module(vae: torch.nn.Module, data: MotionDataset, cfg: MotionDiffusionConfig,
+                 vae_path: str | os.PathLike[str] = "<vae>") -> LatentDiffusionModule:
+    """The untrained diffusion stage for ``vae`` (frozen) on ``data``."""
+    latent_shape = check_vae(vae, data, vae_path)
+    d = cfg.denoiser
+    denoiser = ResidualMLPDenoiser(dim=int(np.prod(latent_shape)), width=d.width, depth=d.depth,
+                                   num_classes=len(data.labels), cond_scalars=["length"], dropout=d.dropout)
+    return LatentDiffusionModule(
+        denoiser, vae, num_classes=len(data.labels), cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay, input_key="motion",
+        label_key="label", cond_keys=["length"], class_names=list(data.labels) or None,
+        data_info=data_info(data, vae_path),
+    )
+
+
+def load_vae(path: str | os.PathLike[str]) -> torch.nn.Module:
+    """A frozen VAE from its checkpoint, with a clear error for anything else."""
+    from ramos.vae import VAEModule
+
+    ckpt_path = Path(path)
+    try:
+        return VAEModule.load(ckpt_path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (--vae needs a checkpoint written by `ramos train motion-vae`)") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_path}: not a RaMoS VAE checkpoint ({type(exc).__name__})") from None
+
+
+# --- TensorBoard sample strips ------------------------------------------------------------------------
+class SampleStrip(L.Callback):
+    """At each validation, sample one motion per label (up to ``max_labels``) and save a contact sheet.
+
+    The PNG goes to ``<out>/samples/step_<N>.png`` and to TensorBoard as ``samples/strip``.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], max_labels: int = 6, steps: int = 20,
+                 guidance: float = 3.0, seed: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.max_labels, self.steps, self.guidance, self.seed = max_labels, steps, guidance, seed
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not pl_module.is_initialised:
+            return
+        from ramos.motion.generate import MotionGenerator
+        from ramos.motion.render import render_grid
+
+        gen = MotionGenerator(pl_module)
+        labels: list[str | None] = list(gen.labels[: self.max_labels]) or [None]
+        result = gen.sample(labels, steps=self.steps, guidance=self.guidance, seed=self.seed)
+        titles = [f"{lab or 'any'} {m.shape[0] / gen.fps:.1f}s" for lab, m in zip(labels, result.motions)]
+        path = self.out_dir / "samples" / f"step_{trainer.global_step:06d}.png"
+        render_grid(result.motions, gen.skeleton, path, titles=titles, n_frames=6, panel_px=110)
+        logger = trainer.logger
+        if logger is not None and hasattr(getattr(logger, "experiment", None), "add_image"):
+            from PIL import Image
+
+            image = np.asarray(Image.open(path).convert("RGB"))
+            logger.experiment.add_image("samples/strip", image, trainer.global_step, dataformats="HWC")
+
+
+# --- training --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What :func:`train_motion_diffusion` wrote."""
+
+    checkpoint: Path
+    seconds: float
+    steps: int
+    final_loss: float | None
+
+
+def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
+                           out: str | os.PathLike[str], cfg: MotionDiffusionConfig | None = None,
+                           progress: bool = True) -> TrainResult:
+    """Train the motion latent diffusion on ``dataset`` in the latent space of the VAE at ``vae_path``.
+
+    Resumes from ``<out>/checkpoints/last.ckpt`` when an earlier run was interrupted. The final
+    checkpoint ``<out>/last.ckpt`` is written atomically.
+    """
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    cfg = cfg or MotionDiffusionConfig()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = SecondsDataModule(dataset, cfg.batch_size, cfg.num_workers)
+    data = dm.dataset
+    if len(data.split_indices("train")) == 0:
+        raise MotionDiffusionError(f"{data.path}: no training windows")
+    module = build_module(load_vae(vae_path), data, cfg, vae_path)
+    save_config(cfg, out_dir / "config.yaml")
+    has_val = len(data.split_indices("val")) > 0
+    val_every = max(1, min(cfg.val_every_n_steps, cfg.steps))
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=cfg.steps, max_epochs=-1,
+        logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="", default_hp_metric=False),
+        # One rolling resume point (checkpoints/last.ckpt); save_top_k=0 with save_last would never write it.
+        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                                   every_n_train_steps=val_every, enable_version_counter=False),
+                   SeedEachStep(cfg.seed), LearningRateMonitor("step"),
+                   SampleStrip(out_dir, cfg.strip_labels, cfg.strip_steps, cfg.strip_guidance, cfg.seed)],
+        # Validation (and the sample strip) on a step interval: epochs of the small data sets are a
+        # handful of steps, those of HumanML3D hundreds.
+        val_check_interval=val_every, check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if has_val else 0,
+        log_every_n_steps=min(cfg.log_every_n_steps, val_every),
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=out_dir,
+    )
+    resume = out_dir / "checkpoints" / "last.ckpt"
+    if resume.is_file():
+        log.info("resuming from %s", resume)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    seconds = time.perf_counter() - start
+    final = out_dir / "last.ckpt"
+    with atomic_path(final) as tmp:
+        trainer.save_checkpoint(tmp)
+    loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss_step"))
+    val = trainer.callback_metrics.get("val/loss")
+    summary = {"checkpoint": str(final), "steps": int(trainer.global_step), "seconds": round(seconds, 2),
+               "train_loss": None if loss is None else float(loss), "val_loss": None if val is None else float(val),
+               "labels": list(data.labels), "windows_train": int(len(data.split_indices("train")))}
+    write_json(out_dir / "summary.json", summary)
+    return TrainResult(final, seconds, int(trainer.global_step), summary["train_loss"])

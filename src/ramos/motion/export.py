@@ -1,0 +1,232 @@
+"""Export joint positions: HumanML3D ``new_joints`` ``.npy`` files and BVH animations.
+
+BVH stores a fixed skeleton (rest offsets) plus per-frame joint rotations, while RaMoS motions are
+joint positions. :func:`to_bvh` therefore solves rotations from positions:
+
+- Rest offsets: each bone keeps the motion's *mean* length, laid along a T-pose-like direction
+  (:data:`REST_DIRECTIONS`; subject facing +z, left arm along +x, y up). A joint with several
+  children (pelvis, spine3) keeps the children's mean relative layout (a Procrustes mean over the
+  frames) turned as a whole towards those T-pose directions, so that a rigid cluster stays
+  exactly representable.
+- Rotations: a joint with one child gets the minimal-twist rotation (the shortest arc, relative
+  to its parent) taking its rest bone onto the observed bone; a joint with several children gets
+  the best rotation over all of them (Kabsch); leaves keep their parent's orientation.
+- Channels: the root has ``Xposition Yposition Zposition Zrotation Xrotation Yrotation`` (its
+  absolute position), every other joint ``Zrotation Xrotation Yrotation``, i.e. the local rotation
+  is ``Rz @ Rx @ Ry``; angles are unwrapped over time so the curves have no 360-degree jumps.
+
+Units are metres, y up (import into Blender with scale 1 and the default "Y up, -Z forward").
+Motions with constant bone lengths come back exactly (to the written precision); motions whose
+bone lengths vary (generated ones do, slightly) are exported on the fixed mean-length skeleton:
+bone directions are kept, lengths become their means.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ramos.motion.skeleton import HUMANML3D, Skeleton
+from ramos.utils.atomic import atomic_path, write_text
+
+REST_DIRECTIONS: dict[str, tuple[float, float, float]] = {
+    # Direction of the bone *ending* at each joint, in a T-pose (approximate SMPL rest layout).
+    "left_hip": (0.55, -0.83, 0.0), "right_hip": (-0.55, -0.83, 0.0), "spine1": (0.0, 1.0, 0.0),
+    "left_knee": (0.0, -1.0, 0.0), "right_knee": (0.0, -1.0, 0.0), "spine2": (0.0, 1.0, 0.0),
+    "left_ankle": (0.0, -1.0, 0.0), "right_ankle": (0.0, -1.0, 0.0), "spine3": (0.0, 1.0, 0.0),
+    "left_foot": (0.0, -0.4, 0.92), "right_foot": (0.0, -0.4, 0.92), "neck": (0.0, 1.0, 0.0),
+    "left_collar": (0.55, 0.83, 0.0), "right_collar": (-0.55, 0.83, 0.0), "head": (0.0, 0.9, 0.44),
+    "left_shoulder": (1.0, 0.2, 0.0), "right_shoulder": (-1.0, 0.2, 0.0),
+    "left_elbow": (1.0, 0.0, 0.0), "right_elbow": (-1.0, 0.0, 0.0),
+    "left_wrist": (1.0, 0.0, 0.0), "right_wrist": (-1.0, 0.0, 0.0),
+}
+"""T-pose-like rest direction of the bone from each joint's parent to the joint (unit length)."""
+
+EULER_ORDER = "ZXY"
+"""Rotation channel order (intrinsic): the local rotation matrix is Rz @ Rx @ Ry."""
+
+_EPS = 1e-9
+
+
+def _check(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 3 or pos.shape[1:] != (skeleton.num_joints, 3) or pos.shape[0] < 1:
+        raise ValueError(f"positions must be (T, {skeleton.num_joints}, 3), got {pos.shape}")
+    if not np.isfinite(pos).all():
+        raise ValueError("positions contain NaN/inf")
+    return pos
+
+
+def save_npy(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skeleton = HUMANML3D) -> Path:
+    """Write positions as a HumanML3D ``new_joints`` file: float32 (T, J, 3), metres, y up (atomic)."""
+    pos = _check(positions, skeleton).astype(np.float32)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, pos, allow_pickle=False)
+    return path
+
+
+# --- rotation helpers (batched over frames) -----------------------------------------------------------
+def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotations R (..., 3, 3) minimising sum_k |R a_k - b_k|^2 for point sets a, b (..., K, 3)."""
+    m = np.swapaxes(b, -1, -2) @ a  # sum_k b_k a_k^T
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    d = np.where(d == 0, 1.0, d)
+    fix = np.ones(u.shape[:-1])
+    fix[..., -1] = d
+    return (u * fix[..., None, :]) @ vt
+
+
+def _shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) turning direction a onto direction b (..., 3) about their common normal."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    b = np.where(nb > _EPS, b / np.maximum(nb, _EPS), a)  # a zero-length bone keeps its rest direction
+    axis = np.cross(a, b)
+    sin, cos = np.linalg.norm(axis, axis=-1), (a * b).sum(-1)
+    angle = np.arctan2(sin, cos)
+    # Antiparallel directions: any axis perpendicular to a gives the half turn.
+    perp = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+    axis = np.where((sin < 1e-12)[..., None], perp, axis)
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), _EPS)
+    shape = a.shape[:-1]
+    return Rotation.from_rotvec((axis * angle[..., None]).reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
+
+
+def _children(skeleton: Skeleton) -> list[list[int]]:
+    kids: list[list[int]] = [[] for _ in skeleton.names]
+    for c, p in enumerate(skeleton.parents):
+        if p >= 0:
+            kids[p].append(c)
+    return kids
+
+
+# --- the rest pose and the rotations ---------------------------------------------------------------------
+def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
+    """(J, 3) rest offset of each joint from its parent (root: zeros); see the module docstring."""
+    pos = _check(positions, skeleton)
+    kids = _children(skeleton)
+    offsets = np.zeros((skeleton.num_joints, 3))
+    lengths = np.zeros(skeleton.num_joints)
+    for c, p in enumerate(skeleton.parents):
+        if p >= 0:
+            lengths[c] = np.linalg.norm(pos[:, c] - pos[:, p], axis=-1).mean()
+    use_template = all(n in REST_DIRECTIONS for i, n in enumerate(skeleton.names) if i != skeleton.root)
+    for j, cs in enumerate(kids):
+        if not cs:
+            continue
+        observed = pos[:, cs] - pos[:, j : j + 1]  # (T, K, 3)
+        if use_template:
+            target = np.array([REST_DIRECTIONS[skeleton.names[c]] for c in cs], dtype=np.float64)
+        else:
+            target = observed[0]  # unknown joint names: the first frame is the rest pose
+        target = target / np.maximum(np.linalg.norm(target, axis=-1, keepdims=True), _EPS)
+        if len(cs) == 1:
+            offsets[cs[0]] = target[0] * lengths[cs[0]]
+            continue
+        # Procrustes mean of the cluster: align every frame onto the first, average, restore lengths.
+        aligned = np.einsum("tab,tkb->tka", _kabsch(observed, observed[:1]), observed).mean(0)
+        aligned *= (lengths[cs] / np.maximum(np.linalg.norm(aligned, axis=-1), _EPS))[:, None]
+        turn = _kabsch(aligned, target * lengths[cs][:, None])
+        offsets[cs] = aligned @ turn.T
+    return offsets
+
+
+def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
+    """Local joint rotations (T, J, 3, 3) that pose the rest ``offsets`` like ``positions``.
+
+    Global rotation of joint j: G_j = G_parent @ L_j; a child c sits at p_j + G_j @ offsets[c].
+    """
+    pos = _check(positions, skeleton)
+    t = pos.shape[0]
+    kids = _children(skeleton)
+    glob = np.tile(np.eye(3), (t, skeleton.num_joints, 1, 1))
+    local = glob.copy()
+    for j, p in enumerate(skeleton.parents):
+        g_parent = glob[:, p] if p >= 0 else np.tile(np.eye(3), (t, 1, 1))
+        cs = kids[j]
+        if len(cs) == 1:
+            observed_in_parent = np.einsum("tba,tb->ta", g_parent, pos[:, cs[0]] - pos[:, j])
+            local[:, j] = _shortest_arc(np.broadcast_to(offsets[cs[0]], (t, 3)), observed_in_parent)
+            glob[:, j] = g_parent @ local[:, j]
+        elif len(cs) > 1:
+            glob[:, j] = _kabsch(np.broadcast_to(offsets[cs], (t, len(cs), 3)), pos[:, cs] - pos[:, j : j + 1])
+            local[:, j] = np.swapaxes(g_parent, -1, -2) @ glob[:, j]
+        else:
+            glob[:, j] = g_parent  # a leaf: nothing to aim, keep the parent's orientation
+    return local
+
+
+def bvh_forward_kinematics(offsets: np.ndarray, local: np.ndarray, root_positions: np.ndarray,
+                           skeleton: Skeleton = HUMANML3D) -> np.ndarray:
+    """Joint positions (T, J, 3) of a BVH-style pose: rest ``offsets`` (J, 3), ``local`` (T, J, 3, 3)."""
+    t = local.shape[0]
+    pos = np.zeros((t, skeleton.num_joints, 3))
+    glob = np.zeros_like(local)
+    for j, p in enumerate(skeleton.parents):
+        if p < 0:
+            glob[:, j] = local[:, j]
+            pos[:, j] = root_positions
+        else:
+            glob[:, j] = glob[:, p] @ local[:, j]
+            pos[:, j] = pos[:, p] + np.einsum("tab,b->ta", glob[:, p], offsets[j])
+    return pos
+
+
+# --- BVH text ----------------------------------------------------------------------------------------
+def _fmt(values: np.ndarray) -> str:
+    return " ".join(f"{v:.6f}" for v in values)
+
+
+def to_bvh(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fps: float = 20.0) -> str:
+    """BVH text of a motion (T, J, 3) in metres, y up; joints are named as in ``skeleton``.
+
+    See the module docstring for the rest pose, the solved rotations and the channels.
+    """
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    pos = _check(positions, skeleton)
+    offsets = rest_offsets(pos, skeleton)
+    local = solve_rotations(pos, offsets, skeleton)
+    t = pos.shape[0]
+    kids = _children(skeleton)
+    lines = ["HIERARCHY"]
+    order: list[int] = []  # depth-first joint order = channel order in the MOTION section
+
+    def emit(j: int, depth: int) -> None:
+        ind = "  " * depth
+        head = "ROOT" if skeleton.parents[j] < 0 else "JOINT"
+        lines.extend([f"{ind}{head} {skeleton.names[j]}", f"{ind}{{", f"{ind}  OFFSET {_fmt(offsets[j])}"])
+        if skeleton.parents[j] < 0:
+            lines.append(f"{ind}  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation")
+        else:
+            lines.append(f"{ind}  CHANNELS 3 Zrotation Xrotation Yrotation")
+        order.append(j)
+        for c in kids[j]:
+            emit(c, depth + 1)
+        if not kids[j]:
+            # End Site: a short tip continuing the joint's own bone (cosmetic: gives the bone a length).
+            length = float(np.linalg.norm(offsets[j]))
+            tip = offsets[j] / max(length, _EPS) * max(0.5 * length, 0.03)
+            lines.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {_fmt(tip)}", f"{ind}  }}"])
+        lines.append(f"{ind}}}")
+
+    emit(skeleton.root, 0)
+    euler = Rotation.from_matrix(local[:, order].reshape(-1, 3, 3)).as_euler(EULER_ORDER).reshape(t, len(order), 3)
+    euler = np.degrees(np.unwrap(euler, axis=0))
+    frames = np.concatenate([pos[:, skeleton.root], euler.reshape(t, -1)], axis=1)
+    lines += ["MOTION", f"Frames: {t}", f"Frame Time: {1.0 / fps:.8f}"]
+    lines += [_fmt(row) for row in frames]
+    return "\n".join(lines) + "\n"
+
+
+def save_bvh(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skeleton = HUMANML3D,
+             fps: float = 20.0) -> Path:
+    """Write :func:`to_bvh` of ``positions`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    write_text(path, to_bvh(positions, skeleton, fps))
+    return path

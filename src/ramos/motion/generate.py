@@ -1,0 +1,302 @@
+"""Motion generation from a trained motion latent-diffusion checkpoint, and export of the results.
+
+    from ramos.motion.generate import generate, export_motions
+    motions = generate("runs/pipeline/diffusion/last.ckpt", "walk", n=4, seed=0)  # [(T_i, J, 3)] metres
+
+Each motion gets a length in frames, either the asked ``seconds`` or one drawn from the training
+length distribution of its label (stored in the checkpoint); the diffusion is conditioned on it,
+and the decoded window is cut to it (the frames after it are padding).
+
+Seeds: motion ``i`` of a call with ``seed`` uses seed ``seed + i`` for its length draw and its
+initial noise, so with the deterministic samplers ("ddim", "dpmsolver++") it is reproduced alone by
+``n=1, seed=seed + i`` with the same label and settings. "ddpm" also draws noise at every step,
+from one generator seeded with ``seed`` for the whole batch.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ramos.diffusion import LatentDiffusionModule
+from ramos.diffusion.schedule import SAMPLERS
+from ramos.motion.skeleton import Skeleton
+from ramos.utils.checkpoint import CheckpointError, load_checkpoint
+
+VideoFormat = Literal["auto", "gif", "mp4", "none"]
+MAX_BATCH = 256
+"""Motions sampled per forward batch (bounds memory for large ``n``)."""
+
+
+class GenerationError(ValueError):
+    """Bad generation input (unknown label, impossible length, unusable output folder); one line."""
+
+
+@dataclass
+class GenerationResult:
+    """Generated motions and how each was made.
+
+    Attributes:
+        motions: (T_i, J, 3) float32 joint positions in metres, y up, cut to their lengths.
+        labels: the label asked for each motion (None: unconditional).
+        frames: valid frames of each motion.
+        seeds: the seed of each motion (see the module docstring).
+        settings: steps, sampler, guidance, seed, seconds (as asked), n.
+    """
+
+    motions: list[np.ndarray]
+    labels: list[str | None]
+    frames: list[int]
+    seeds: list[int]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class MotionGenerator:
+    """A loaded motion diffusion stage, ready to sample (see :meth:`load`)."""
+
+    def __init__(self, module: LatentDiffusionModule, checkpoint: str | None = None) -> None:
+        info = module.hparams.get("data_info") or {}
+        where = checkpoint or "the diffusion module"
+        if info.get("kind") != "motion":
+            raise CheckpointError(f"{where}: not a motion diffusion checkpoint (no motion data info; "
+                                  "train one with `ramos train motion-diffusion`)")
+        self.module = module  # sampling switches the denoiser to eval itself; a module in training stays so
+        self.checkpoint = checkpoint
+        self.info = info
+        self.fps = float(info["fps"])
+        self.window = int(info["window"])
+        self.skeleton = Skeleton.from_dict(info["skeleton"])
+        self.labels: list[str] = list(module.hparams.get("class_names") or [])
+        self._check_shapes(where)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MotionGenerator:
+        """Load and check a checkpoint of ``ramos train motion-diffusion`` (clear errors otherwise)."""
+        path = Path(path)
+        ckpt = load_checkpoint(path)  # missing / not a checkpoint: CheckpointError naming the file
+        specs = ckpt.get("ramos_specs")
+        if isinstance(specs, dict) and "denoiser" not in specs and "encoder" in specs:
+            raise CheckpointError(f"{path}: a VAE checkpoint, not a diffusion one "
+                                  "(pass the output of `ramos train motion-diffusion`)")
+        del ckpt
+        try:
+            module = LatentDiffusionModule.load(path)
+        except CheckpointError:
+            raise
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            # e.g. a denoiser for one latent size stored beside a VAE with another
+            first = " ".join(str(exc).split())[:160]
+            raise CheckpointError(f"{path}: networks and weights do not match ({first})") from None
+        return cls(module.eval(), str(path))
+
+    def _check_shapes(self, where: str) -> None:
+        """The VAE must decode windows of the stored skeleton, and the denoiser fit its latent."""
+        m = self.module
+        if not m.is_initialised:
+            raise CheckpointError(f"{where}: the diffusion stage was never trained (no latent statistics)")
+        latent = tuple(int(s) for s in m.latent_shape.tolist())
+        dim = getattr(m.denoiser, "dim", None)
+        if dim is not None and dim != int(np.prod(latent)):
+            raise CheckpointError(f"{where}: denoiser of latent size {dim} but the VAE latent is {latent}")
+        with torch.no_grad():
+            try:
+                out = m.from_latent(torch.zeros(1, *latent))
+            except (RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"{where}: the VAE cannot decode latents of shape {latent} "
+                                      f"({' '.join(str(exc).split())[:120]})") from None
+        want = (1, self.window, self.skeleton.num_joints, 3)
+        if tuple(out.shape) != want:
+            raise CheckpointError(f"{where}: the VAE decodes {tuple(out.shape[1:])} but the checkpoint's data "
+                                  f"is {want[1:]} (a VAE from another skeleton or window)")
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def label_index(self, label: str | None) -> int:
+        """Class index of ``label`` (the "none" index for None); unknown labels list the known ones."""
+        k = len(self.labels)
+        if label is None:
+            return k
+        if k == 0:
+            raise GenerationError(f"label {label!r} asked, but this model is unconditional (no labels)")
+        if label not in self.labels:
+            raise GenerationError(f"unknown label {label!r}; known labels: {', '.join(self.labels)}")
+        return self.labels.index(label)
+
+    def frames_for_seconds(self, seconds: float) -> int:
+        """Frames of a motion of ``seconds`` (checked against the model's window)."""
+        if not np.isfinite(seconds) or seconds <= 0:
+            raise GenerationError(f"length must be positive, got {seconds} s")
+        frames = int(round(seconds * self.fps))
+        if frames > self.window:
+            raise GenerationError(f"length {seconds} s is longer than the model's window "
+                                  f"({self.window / self.fps:g} s = {self.window} frames at {self.fps:g} fps)")
+        if frames < 2:
+            raise GenerationError(f"length {seconds} s is under two frames at {self.fps:g} fps")
+        return frames
+
+    def draw_frames(self, label: str | None, rng: np.random.Generator) -> int:
+        """A length (frames) drawn from the training length distribution of ``label`` (all windows for None)."""
+        hists = self.info.get("length_hist") or {}
+        hist = hists.get(label if label is not None else "*") or hists.get("*")
+        if not hist:
+            return self.window
+        frames, counts = np.asarray(hist, dtype=np.int64).T
+        return int(rng.choice(frames, p=counts / counts.sum()))
+
+    # --- sampling -------------------------------------------------------------------------------
+    def sample(self, labels: Sequence[str | None], steps: int = 20, sampler: str = "ddim", guidance: float = 3.0,
+               seconds: float | None = None, seed: int = 0) -> GenerationResult:
+        """One motion per entry of ``labels`` (None: unconditional); see the module docstring."""
+        if sampler not in SAMPLERS:
+            raise GenerationError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if steps < 1:
+            raise GenerationError(f"steps must be at least 1, got {steps}")
+        n = len(labels)
+        if n < 1:
+            raise GenerationError("nothing to generate (n must be at least 1)")
+        y = torch.tensor([self.label_index(lab) for lab in labels], dtype=torch.long)
+        seeds = [int(seed) + i for i in range(n)]
+        if seconds is not None:
+            frames = [self.frames_for_seconds(seconds)] * n
+        else:
+            frames = [self.draw_frames(lab, np.random.default_rng(s)) for lab, s in zip(labels, seeds)]
+        length_s = torch.tensor(frames, dtype=torch.float32) / self.fps
+        latent_shape = tuple(int(v) for v in self.module.latent_shape.tolist())
+        noise = torch.stack([torch.randn(latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        generator = torch.Generator().manual_seed(int(seed))
+        motions: list[np.ndarray] = []
+        for a in range(0, n, MAX_BATCH):
+            b = min(n, a + MAX_BATCH)
+            out = self.module.sample(b - a, y[a:b], steps=steps, sampler=sampler, guidance=guidance,
+                                     generator=generator, cond={"length": length_s[a:b]}, noise=noise[a:b])
+            out = out.float().cpu().numpy()
+            motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
+        settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
+                    "n": n, "checkpoint": self.checkpoint}
+        return GenerationResult(motions, list(labels), frames, seeds, settings)
+
+
+def _generator(checkpoint: str | os.PathLike[str] | MotionGenerator) -> MotionGenerator:
+    return checkpoint if isinstance(checkpoint, MotionGenerator) else MotionGenerator.load(checkpoint)
+
+
+def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str | None]:
+    if labels is None or isinstance(labels, str):
+        return [labels] * n
+    labels = list(labels)
+    if len(labels) == 1:
+        return labels * n
+    if len(labels) != n:
+        raise GenerationError(f"{len(labels)} labels for n={n} motions (give one label or n labels)")
+    return labels
+
+
+def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
+             n: int = 1, steps: int = 20, sampler: str = "ddim", guidance: float = 3.0,
+             seconds: float | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
+
+    Args:
+        checkpoint: a motion diffusion checkpoint (or a loaded :class:`MotionGenerator`).
+        labels: one label for all, one per motion, or None (unconditional).
+        n: number of motions.
+        steps, sampler, guidance: reverse process settings ("ddim", "dpmsolver++" or "ddpm").
+        seconds: length of every motion; None draws each length from its label's training lengths.
+        seed: the same seed (and settings) gives the same motions.
+    """
+    return _generator(checkpoint).sample(_label_list(labels, n), steps, sampler, guidance, seconds, seed).motions
+
+
+# --- export ------------------------------------------------------------------------------------------------
+def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    """Fail early (before any sampling) when ``out_dir`` cannot receive the results.
+
+    An existing non-empty folder is replaced only with ``overwrite`` and only when it holds an
+    earlier ``index.json`` (so a mistyped ``--out`` never wipes an unrelated folder).
+    """
+    out = Path(out_dir)
+    if out.exists():
+        if not out.is_dir():
+            raise GenerationError(f"{out}: exists and is not a folder")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise GenerationError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
+            if not (out / "index.json").is_file():
+                raise GenerationError(f"{out}: not an earlier generation output (no index.json); "
+                                      "refusing to replace it")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise GenerationError(f"{out}: cannot create it ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GenerationError(f"{out}: cannot write in {parent} (permission denied)")
+    return out
+
+
+def _slug(label: str | None) -> str:
+    text = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in (label or "any"))
+    return text[:40] or "any"
+
+
+def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str], fps: float,
+                   skeleton: Skeleton, labels: Sequence[str | None] | None = None,
+                   seeds: Sequence[int] | None = None, settings: dict[str, Any] | None = None,
+                   video: VideoFormat = "auto", bvh: bool = True,
+                   overwrite: bool = False, progress: bool = True) -> Path:
+    """Write each motion as ``.npy`` (HumanML3D new_joints: float32 (T, J, 3)), a stick-figure video and
+    ``.bvh``, plus ``index.json`` (settings; per motion its label, seed, length and files).
+
+    ``video``: "auto" (MP4 where ffmpeg is available, else GIF), "gif", "mp4" or "none". Everything
+    is written into a temporary folder renamed to ``out_dir`` at the end: a failure leaves nothing.
+    """
+    from tqdm import tqdm
+
+    from ramos.motion.export import save_bvh, save_npy
+    from ramos.motion.render import mp4_available, render_gif, render_mp4
+    from ramos.utils.atomic import atomic_dir, write_json
+
+    labels = list(labels) if labels is not None else [None] * len(motions)
+    if len(labels) != len(motions) or (seeds is not None and len(seeds) != len(motions)):
+        raise GenerationError(f"{len(labels)} labels / {len(seeds or [])} seeds for {len(motions)} motions")
+    if video == "mp4" and not mp4_available():
+        raise GenerationError("MP4 needs ffmpeg (pip install imageio-ffmpeg); use --video gif")
+    kind = ("mp4" if mp4_available() else "gif") if video == "auto" else video
+    out = check_output_dir(out_dir, overwrite)
+    entries = []
+    with atomic_dir(out, overwrite=True) as tmp:
+        bar = tqdm(list(enumerate(zip(motions, labels))), desc="export", unit="motion",
+                   disable=not progress or None, dynamic_ncols=True)
+        for i, (motion, label) in bar:
+            stem = f"{i:03d}_{_slug(label)}"
+            files = {"npy": f"{stem}.npy"}
+            save_npy(motion, tmp / files["npy"], skeleton)
+            title = f"{label or 'unconditional'} ({motion.shape[0] / fps:.1f} s)"
+            if kind == "gif":
+                files["video"] = f"{stem}.gif"
+                render_gif(motion, skeleton, tmp / files["video"], fps, title=title)
+            elif kind == "mp4":
+                files["video"] = f"{stem}.mp4"
+                render_mp4(motion, skeleton, tmp / files["video"], fps, title=title)
+            if bvh:
+                files["bvh"] = f"{stem}.bvh"
+                save_bvh(motion, tmp / files["bvh"], skeleton, fps)
+            entries.append({"index": i, "label": label, "seed": None if seeds is None else int(seeds[i]),
+                            "frames": int(motion.shape[0]),
+                            "seconds": round(motion.shape[0] / fps, 4), "files": files})
+        write_json(tmp / "index.json", {
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "settings": dict(settings or {}),
+            "fps": fps,
+            "joints": list(skeleton.names),
+            "format": {"npy": "float32 (T, J, 3) joint positions, metres, y up (HumanML3D new_joints)",
+                       "bvh": "metres, y up, Euler ZXY degrees; rest pose from mean bone lengths"},
+            "motions": entries,
+        })
+    return out

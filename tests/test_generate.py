@@ -1,0 +1,297 @@
+"""Motion latent diffusion: training command, generation API and CLI, exports, bad inputs.
+
+One tiny model (2 s windows of the embedded data set, a small MLP VAE, a few diffusion steps) is
+trained once for the module; the tests check behaviour, not motion quality.
+"""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from ramos.cli import main
+from ramos.diffusion import LatentDiffusionModule
+from ramos.motion.dataset import MotionDataset, load_prepare_config, prepare_dataset
+from ramos.motion.datamodule import WindowDataset
+from ramos.motion.diffusion_stage import (
+    MotionDiffusionConfig,
+    MotionDiffusionError,
+    build_module,
+    length_histograms,
+)
+from ramos.motion.generate import GenerationError, MotionGenerator, export_motions, generate
+from ramos.motion.io.bvh import BvhItem, read_item
+from ramos.utils.checkpoint import CheckpointError
+from ramos.vae import VAEModule
+from ramos.vae.losses import MSEReconstruction
+from ramos.vae.nets import MLPDecoder, MLPEncoder
+
+WINDOW = 40  # 2 s at 20 fps
+
+
+def _tiny_vae(window: int = WINDOW, latent: int = 8) -> VAEModule:
+    return VAEModule(MLPEncoder([window, 22, 3], latent, [64]), MLPDecoder([window, 22, 3], latent, [64]),
+                     MSEReconstruction("motion"), kl_weight=1e-4, lr=3e-3, input_key="motion")
+
+
+def _fit(module: L.LightningModule, loader: DataLoader, steps: int) -> L.Trainer:
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(module, train_dataloaders=loader)
+    return trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: thread synchronisation costs more than it saves, and on a busy machine far more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _train_args(tmp) -> list[str]:
+    return ["train", "motion-diffusion", "--vae", str(tmp / "vae.ckpt"), "--dataset", str(tmp / "data"),
+            "--out", str(tmp / "run"), "--set", "steps=30", "--set", "batch_size=32", "--set", "denoiser.width=64",
+            "--set", "denoiser.depth=2", "--set", "val_every_n_steps=30", "--set", "strip_steps=4",
+            "--set", "strip_labels=2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread, tmp_path_factory):
+    """(data set folder, VAE checkpoint, diffusion checkpoint, out folder) of a tiny trained model."""
+    tmp = tmp_path_factory.mktemp("motion_diffusion")
+    cfg = load_prepare_config("builtin", overrides={"window": WINDOW, "augment.copies": 1, "augment.loop_seconds": 2.0})
+    prepare_dataset("builtin", tmp / "data", cfg, workers=1, progress=False)
+    torch.manual_seed(0)
+    vae = _tiny_vae()
+    loader = DataLoader(WindowDataset(MotionDataset(tmp / "data"), "train"), batch_size=64, shuffle=True)
+    _fit(vae, loader, 40).save_checkpoint(tmp / "vae.ckpt")
+    # Through the command line (ramos train motion-diffusion).
+    assert main(_train_args(tmp)) == 0
+    return tmp / "data", tmp / "vae.ckpt", tmp / "run" / "last.ckpt", tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def gen(trained):
+    return MotionGenerator.load(trained[2])
+
+
+def test_training_writes_checkpoint_config_strip_and_logs(trained):
+    data_dir, _, ckpt, out = trained
+    assert ckpt.is_file() and (out / "config.yaml").is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()  # the resume point
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 30 and np.isfinite(summary["train_loss"])
+    assert list((out / "samples").glob("step_*.png"))
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    module = LatentDiffusionModule.load(ckpt)  # self-contained: the VAE is inside
+    info = module.hparams.data_info
+    data = MotionDataset(data_dir)
+    assert module.hparams.class_names == data.labels and module.hparams.cond_keys == ["length"]
+    assert info["fps"] == 20.0 and info["window"] == WINDOW and info["length_unit"] == "seconds"
+    assert info["length_hist"] == json.loads(json.dumps(length_histograms(data)))
+
+
+def test_running_again_resumes_instead_of_training_anew(trained):
+    _, _, ckpt, out = trained
+    before = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert main(_train_args(out.parent)) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
+    after = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_length_histograms_count_training_windows_per_label(trained):
+    data = MotionDataset(trained[0])
+    hists = length_histograms(data)
+    train = data.split_indices("train")
+    assert sum(c for _, c in hists["*"]) == len(train)
+    walk = [i for i in train if data.label_id(int(i)) == data.labels.index("walk")]
+    assert sorted(f for f, c in hists["walk"] for _ in range(c)) == sorted(int(data.lengths[i]) for i in walk)
+
+
+def test_generation_is_deterministic_and_cut_to_length(gen):
+    a = generate(gen, "walk", n=3, seed=4)
+    b = generate(gen, "walk", n=3, seed=4)
+    c = generate(gen, "walk", n=3, seed=5)
+    assert len(a) == 3
+    for x, y in zip(a, b):
+        assert x.dtype == np.float32 and x.shape[1:] == (22, 3)
+        np.testing.assert_array_equal(x, y)
+    assert any(x.shape != z.shape or not np.allclose(x, z) for x, z in zip(a, c))
+    fixed = generate(gen, ["walk", "run"], n=2, seconds=1.5, seed=0)
+    assert [m.shape[0] for m in fixed] == [30, 30]
+
+
+def test_each_motion_is_reproduced_alone_from_its_seed(gen):
+    batch = gen.sample(["walk", "run", "jump"], seed=10, sampler="dpmsolver++")
+    assert batch.seeds == [10, 11, 12]
+    alone = gen.sample(["jump"], seed=12, sampler="dpmsolver++")
+    np.testing.assert_allclose(alone.motions[0], batch.motions[2], atol=1e-5)
+
+
+def test_drawn_lengths_come_from_the_label_distribution(gen):
+    hist = dict((f, c) for f, c in gen.info["length_hist"]["walk"])
+    result = gen.sample(["walk"] * 12, seed=0)
+    assert all(f in hist for f in result.frames)
+    assert [m.shape[0] for m in result.motions] == result.frames
+
+
+def test_samplers_and_guidance_change_the_output(gen):
+    base = generate(gen, "walk", n=2, seconds=2.0, guidance=3.0, seed=1)
+    for kwargs in ({"guidance": 1.0}, {"sampler": "dpmsolver++"}, {"steps": 5}):
+        other = generate(gen, "walk", n=2, seconds=2.0, seed=1, **{"guidance": 3.0, **kwargs})
+        assert not np.allclose(base[0], other[0]), kwargs
+    uncond = generate(gen, None, n=2, seconds=2.0, seed=1)
+    assert not np.allclose(base[0], uncond[0])
+
+
+def test_bad_generation_inputs_are_clear_errors(gen):
+    with pytest.raises(GenerationError, match="unknown label 'fly'; known labels: backflip, cartwheel"):
+        generate(gen, "fly")
+    with pytest.raises(GenerationError, match="must be positive"):
+        generate(gen, "walk", seconds=0)
+    with pytest.raises(GenerationError, match=r"longer than the model's window \(2 s = 40 frames"):
+        generate(gen, "walk", seconds=2.5)
+    with pytest.raises(GenerationError, match="unknown sampler"):
+        generate(gen, "walk", sampler="euler")
+    with pytest.raises(GenerationError, match="3 labels for n=2"):
+        generate(gen, ["walk", "run", "jump"], n=2)
+
+
+def test_export_writes_npy_video_bvh_and_index(tmp_path, gen):
+    result = gen.sample(["walk", None], seconds=1.0, seed=3)
+    out = export_motions(result.motions, tmp_path / "out", gen.fps, gen.skeleton, result.labels, result.seeds,
+                         result.settings, video="gif")
+    index = json.loads((out / "index.json").read_text())
+    assert index["settings"]["seed"] == 3 and index["settings"]["sampler"] == "ddim" and index["fps"] == 20.0
+    assert [(m["label"], m["seed"], m["frames"]) for m in index["motions"]] == [("walk", 3, 20), (None, 4, 20)]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["000_walk.bvh", "000_walk.gif", "000_walk.npy", "001_any.bvh", "001_any.gif", "001_any.npy",
+                     "index.json"]
+    arr = np.load(out / "000_walk.npy", allow_pickle=False)
+    assert arr.dtype == np.float32 and arr.shape == (20, 22, 3)
+    np.testing.assert_array_equal(arr, result.motions[0])
+    (clip,) = read_item(BvhItem(str(out / "000_walk.bvh"), "x"), joint_map="humanml3d", scale=1.0)
+    assert clip.positions.shape == arr.shape and clip.fps == pytest.approx(20.0)
+    # same skeleton up to bone lengths: positions are close, the root exactly where it was
+    np.testing.assert_allclose(clip.positions[:, 0], arr[:, 0], atol=1e-5)
+    from PIL import Image
+
+    with Image.open(out / "000_walk.gif") as im:
+        assert im.n_frames == 20
+
+
+def test_export_failure_leaves_nothing_behind(tmp_path, gen):
+    motions = [np.zeros((10, 22, 3), np.float32), np.full((10, 22, 3), np.nan, np.float32)]
+    with pytest.raises(ValueError, match="NaN"):
+        export_motions(motions, tmp_path / "out", gen.fps, gen.skeleton, video="none")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cli(*args: str) -> int:
+    return main(["generate", *args])
+
+
+def test_cli_generates_and_refuses_to_overwrite(tmp_path, trained, capsys):
+    ckpt = str(trained[2])
+    out = tmp_path / "gen"
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--n", "2", "--seconds", "1", "--video", "none",
+                "--sampler", "dpmsolver++", "--out", str(out)) == 0
+    assert "2 motions" in capsys.readouterr().out
+    first = json.loads((out / "index.json").read_text())
+    assert first["settings"]["sampler"] == "dpmsolver++" and len(first["motions"]) == 2
+    assert _cli("--checkpoint", ckpt, "--out", str(out)) == 2
+    assert "exists and is not empty (pass --overwrite" in capsys.readouterr().err
+    assert _cli("--checkpoint", ckpt, "--n", "1", "--seconds", "1", "--video", "none", "--no-bvh", "--overwrite",
+                "--out", str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000_any.npy", "index.json"]
+    unrelated = tmp_path / "mine"
+    unrelated.mkdir()
+    (unrelated / "notes.txt").write_text("keep me")
+    assert _cli("--checkpoint", ckpt, "--overwrite", "--out", str(unrelated)) == 2
+    assert "refusing to replace" in capsys.readouterr().err
+    assert (unrelated / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--label", "fly"], "unknown label 'fly'; known labels:"),
+    (["--seconds", "-1"], "length must be positive"),
+    (["--seconds", "60"], "longer than the model's window"),
+    (["--n", "0"], "--n must be at least 1"),
+])
+def test_cli_bad_inputs_exit_non_zero_without_output(tmp_path, trained, capsys, extra, message):
+    out = tmp_path / "gen"
+    assert _cli("--checkpoint", str(trained[2]), *extra, "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ramos: error:") and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_unwritable_output_is_a_clear_error(tmp_path, trained, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert _cli("--checkpoint", str(trained[2]), "--out", str(blocker / "out")) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert _cli("--checkpoint", str(trained[2]), "--out", str(blocker)) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_missing_foreign_and_mismatched_checkpoints_are_clear_errors(tmp_path, trained, capsys):
+    _, vae_ckpt, ckpt, _ = trained
+    out = str(tmp_path / "gen")
+    assert _cli("--checkpoint", str(tmp_path / "none.ckpt"), "--out", out) == 2
+    assert "none.ckpt: checkpoint not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    assert _cli("--checkpoint", str(junk), "--out", out) == 2
+    assert "junk.ckpt: not a loadable checkpoint" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    assert _cli("--checkpoint", str(foreign), "--out", out) == 2
+    assert "not a RaMoS checkpoint" in capsys.readouterr().err
+    assert _cli("--checkpoint", str(vae_ckpt), "--out", out) == 2
+    assert "a VAE checkpoint, not a diffusion one" in capsys.readouterr().err
+
+    state = torch.load(ckpt, weights_only=True)
+    other_skeleton = json.loads(json.dumps(state["hyper_parameters"]["data_info"]["skeleton"]))
+    other_skeleton["names"].append("extra")
+    other_skeleton["parents"].append(0)
+    state["hyper_parameters"]["data_info"]["skeleton"] = other_skeleton
+    torch.save(state, tmp_path / "skeleton.ckpt")
+    with pytest.raises(CheckpointError, match=r"decodes \(40, 22, 3\) but the checkpoint's data is \(40, 23, 3\)"):
+        MotionGenerator.load(tmp_path / "skeleton.ckpt")
+
+    state = torch.load(ckpt, weights_only=True)
+    state["ramos_specs"]["ae_decoder"]["init_args"]["latent_dim"] = 16  # a VAE of another latent size
+    torch.save(state, tmp_path / "latent.ckpt")
+    assert _cli("--checkpoint", str(tmp_path / "latent.ckpt"), "--out", out) == 2
+    assert "networks and weights do not match" in capsys.readouterr().err
+
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["data_info"] = {}  # e.g. an MNIST diffusion checkpoint
+    torch.save(state, tmp_path / "mnist.ckpt")
+    with pytest.raises(CheckpointError, match="not a motion diffusion checkpoint"):
+        MotionGenerator.load(tmp_path / "mnist.ckpt")
+    assert not (tmp_path / "gen").exists()
+
+
+def test_training_refuses_a_vae_of_another_window(trained):
+    data = MotionDataset(trained[0])
+    with pytest.raises(MotionDiffusionError, match="this VAE cannot encode"):
+        build_module(_tiny_vae(window=30), data, MotionDiffusionConfig(), "other.ckpt")
+
+
+def test_default_config_file_repeats_the_code_defaults():
+    from pathlib import Path
+
+    from ramos.config_registry import load_config_file
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "motion_diffusion" / "default.yaml"
+    assert load_config_file(path) == MotionDiffusionConfig()
