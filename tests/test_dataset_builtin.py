@@ -80,3 +80,15 @@ def test_backflip_kept_and_resampled(name: str) -> None:
     assert not res.rejections
     val = next(m for m in res.windows.meta if m["split"] == "val")
     assert val["fps"] == 20.0
+
+
+def test_labels_follow_mirroring_and_the_label_map() -> None:
+    cfg = _small_cfg()
+    proc = ClipProcessor(cfg, HUMANML3D)
+    seen: set[tuple[str, bool, str]] = set()
+    for clip in _clips():
+        for m in proc.process(clip).windows.meta:
+            seen.add((clip.source_id, bool(m["mirrored"]), m["labels"][0]))
+    turns = {(mirrored, label) for cid, mirrored, label in seen if "turn_left" in cid}
+    assert turns == {(False, "turn_left"), (True, "turn_right")}
+    assert {label for cid, _, label in seen if "walk_forward" in cid} == {"walk"}

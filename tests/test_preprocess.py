@@ -247,3 +247,8 @@ def test_resample_integer_ratio_matches_interpolation() -> None:
     ref = resample(pos, 60.0, 20.000001)  # same grid up to 1e-6, through the interpolator
     assert fast.shape == ref.shape == (60, 22, 3)
     np.testing.assert_allclose(fast, ref, atol=1e-4)
+
+
+def test_mirror_text_swaps_sides_inside_labels():
+    assert mirror_text("turn_left") == "turn_right"
+    assert mirror_text("right_kick leftover") == "left_kick leftover"

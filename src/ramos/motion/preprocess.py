@@ -112,6 +112,7 @@ class PrepareConfig:
         augment: see :class:`AugmentConfig`.
         split: see :class:`SplitConfig`.
         reader: keyword options passed to the reader's ``list_items`` and ``read_item``.
+        label_map: renames labels before anything else (merges two names of one action).
     """
 
     fps: float = 20.0
@@ -124,6 +125,7 @@ class PrepareConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     reader: dict[str, Any] = field(default_factory=dict)
+    label_map: dict[str, str] = field(default_factory=dict)
 
 
 # --- geometry --------------------------------------------------------------------------------
@@ -214,11 +216,12 @@ def mirror(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return out
 
 
-_SIDE_WORDS = re.compile(r"\b(left|right)\b", flags=re.IGNORECASE)
+# Letters must not touch the word, but underscores may: labels such as "turn_left" swap too.
+_SIDE_WORDS = re.compile(r"(?<![a-z])(left|right)(?![a-z])", flags=re.IGNORECASE)
 
 
 def mirror_text(text: str) -> str:
-    """Swap the words left and right (keeping their case) for a mirrored clip's caption."""
+    """Swap the words left and right (keeping their case) in a mirrored clip's caption or label."""
     def swap(m: re.Match[str]) -> str:
         word = m.group(0)
         new = "right" if word.lower() == "left" else "left"
@@ -436,6 +439,8 @@ class ClipProcessor:
         if not np.isfinite(clip.positions).all():
             result.rejections.append(Rejection(name, "read_error", f"{name}: positions contain NaN or inf"))
             return result
+        if cfg.label_map:
+            clip.labels = [cfg.label_map.get(label, label) for label in clip.labels]
         hit = excluded_by(clip, self.exclude)
         if hit is not None:
             result.rejections.append(Rejection(name, "excluded_motion", f"{name}: matches exclusion list ({hit!r})"))
@@ -556,7 +561,8 @@ class ClipProcessor:
                     captions_m = [mirror_text(c) for c in clip.captions]
                 metas.append({
                     "clip_id": clip.source_id, "source": clip.source, "split": split,
-                    "labels": list(clip.labels),
+                    # A mirrored "turn_left" is a right turn: labels are mirrored like captions.
+                    "labels": [mirror_text(x) for x in clip.labels] if info["mirrored"] else list(clip.labels),
                     "captions": captions_m if info["mirrored"] else list(clip.captions),
                     "start": int(start), "piece_start": int(piece_start),
                     "piece_frames": int(positions.shape[0]),
