@@ -161,3 +161,10 @@ def test_loading_a_foreign_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt: not a loadable checkpoint"):
         VAEModule.load(tmp_path / "junk.ckpt")
+
+
+def test_loss_works_outside_a_trainer():
+    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=6, width=16, depth=1, num_classes=2), None, num_classes=2)
+    batch = {"x": Blobs(32).x, "label": Blobs(32).y}
+    assert torch.isfinite(model.diffusion_loss(batch))
+    assert model.is_initialised and model.latent_shape.tolist() == [6]

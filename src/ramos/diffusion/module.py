@@ -101,10 +101,12 @@ class LatentDiffusionModule(L.LightningModule):
 
     def _init_latent_stats(self, z: Tensor) -> None:
         shift, var = z.mean(), z.var()
-        if self.trainer is not None and self.trainer.world_size > 1:
+        # ``self.trainer`` raises outside a Trainer; the statistics are also needed there (tests, notebooks).
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
             # Every DDP rank must use identical statistics.
-            shift = self.trainer.strategy.reduce(shift, reduce_op="mean")
-            var = self.trainer.strategy.reduce(var, reduce_op="mean")
+            shift = trainer.strategy.reduce(shift, reduce_op="mean")
+            var = trainer.strategy.reduce(var, reduce_op="mean")
         self.latent_shift.copy_(shift)
         self.latent_scale.copy_(var.clamp_min(1e-8).sqrt())
         self.latent_shape = torch.tensor(z.shape[1:], dtype=torch.long, device=z.device)
