@@ -1,0 +1,1 @@
+"""Motion networks: pose encoders/decoders, motion encoders/decoders, latent denoisers."""

@@ -1,0 +1,244 @@
+"""Motion encoders and decoders: (B, W, J, 3) windows in metres <-> one latent vector per window.
+
+Two families share one motion representation (:class:`MotionFeatures`):
+
+- ``MLPMotionEncoder`` / ``MLPMotionDecoder``: the whole window flattened through an MLP (the seed's
+  baseline; no notion of time).
+- ``ConvMotionEncoder`` / ``ConvMotionDecoder``: 1-D temporal convolutions over a patched frame
+  rate that halve (encoder) or double (decoder) it per level, then one linear map to/from the
+  latent vector.
+
+Representation. Per frame the networks see ``J * 3`` numbers: the root's horizontal displacement
+since the previous frame (``root_mode="velocity"``, integrated back by a cumulative sum in the
+decoder; or its absolute horizontal position, ``"absolute"``), the root height, and every other
+joint relative to the root. These are standardised with a mean/std computed on the training split
+and passed as plain init args, so the networks take and return **metres**, and a checkpoint alone
+rebuilds them (:meth:`ramos.vae.VAEModule.load`).
+
+Length. Encoders take ``(x, mask)``; padded frames are zeroed and the mask is an input channel, so
+changing padded frames changes nothing. Decoders return all ``W`` frames; the caller keeps the
+first ``length`` of them (the diffusion stage conditions on the length, see docs/motion_vae.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ramos.utils.spec import Buildable
+from ramos.vae.nets import mlp
+
+RootMode = Literal["velocity", "absolute"]
+_LOGVAR_RANGE = (-12.0, 8.0)
+
+
+class MotionFeatures(nn.Module):
+    """Positions (B, T, J, 3) metres <-> standardised per-frame features (B, T, J * 3).
+
+    Not Buildable on purpose: it is rebuilt by the encoder/decoder that owns it from their init args.
+    """
+
+    def __init__(self, num_joints: int, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: Sequence[float] | None = None, feature_std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        if root_mode not in ("velocity", "absolute"):
+            raise ValueError(f"root_mode must be 'velocity' or 'absolute', got {root_mode!r}")
+        dim = num_joints * 3
+        mean = torch.zeros(dim) if feature_mean is None else torch.tensor(list(feature_mean), dtype=torch.float32)
+        std = torch.ones(dim) if feature_std is None else torch.tensor(list(feature_std), dtype=torch.float32)
+        if mean.shape != (dim,) or std.shape != (dim,):
+            raise ValueError(f"feature_mean/std need {dim} values for {num_joints} joints")
+        self.num_joints, self.root, self.up_axis, self.root_mode = num_joints, root, up_axis, root_mode
+        # Persistent buffers: they travel in the state dict too, so a checkpoint is self-consistent.
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std.clamp_min(1e-4))
+        self.horizontal = [a for a in range(3) if a != up_axis]
+
+    @property
+    def dim(self) -> int:
+        return self.num_joints * 3
+
+    def raw(self, x: Tensor) -> Tensor:
+        """Unstandardised features (B, T, J, 3) of positions (B, T, J, 3)."""
+        root = x[:, :, self.root : self.root + 1]
+        feats = x - root  # every joint relative to the root; the root's own slot is refilled below
+        root_slot = root[:, :, 0].clone()
+        if self.root_mode == "velocity":
+            h = root_slot[..., self.horizontal]
+            root_slot[..., self.horizontal] = h - torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        feats[:, :, self.root] = root_slot
+        return feats
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Standardised features (B, T, J * 3) of positions (B, T, J, 3)."""
+        return (self.raw(x).flatten(2) - self.mean) / self.std
+
+    def positions(self, f: Tensor) -> Tensor:
+        """Positions (B, T, J, 3) metres of standardised features (B, T, J * 3)."""
+        raw = (f * self.std + self.mean).view(f.shape[0], f.shape[1], self.num_joints, 3)
+        root = raw[:, :, self.root].clone()
+        if self.root_mode == "velocity":
+            root[..., self.horizontal] = root[..., self.horizontal].cumsum(dim=1)
+        is_root = torch.zeros(self.num_joints, 1, dtype=torch.bool, device=f.device)
+        is_root[self.root] = True
+        # Relative joints get the root added back; the root slot becomes the root itself.
+        return torch.where(is_root, root[:, :, None], raw + root[:, :, None])
+
+    def masked_input(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Encoder input (B, T, J * 3 + 1): features zeroed on padded frames, plus the mask channel."""
+        f = self.normalize(x)
+        if mask is None:
+            mask = torch.ones(f.shape[:2], dtype=torch.bool, device=f.device)
+        m = mask.to(f.dtype)[..., None]
+        # Velocity features of the first padded frame would see the last valid pose: zero them all.
+        return torch.cat([f * m, m], dim=-1)
+
+
+def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1,
+                  root_mode: RootMode = "velocity") -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over the valid frames of ``windows`` (N, T, J, 3), as plain lists."""
+    feats = MotionFeatures(windows.shape[2], root, up_axis, root_mode).raw(windows.float()).flatten(2)
+    valid = feats[mask.bool()]
+    if valid.shape[0] < 2:
+        raise ValueError("feature_stats needs at least two valid frames")
+    return valid.mean(0).tolist(), valid.std(0).tolist()
+
+
+def _split_posterior(h: Tensor) -> tuple[Tensor, Tensor]:
+    mu, logvar = h.chunk(2, dim=-1)
+    return mu, logvar.clamp(*_LOGVAR_RANGE)
+
+
+# --- the flattened MLP family ---------------------------------------------------------------------
+class MLPMotionEncoder(Buildable):
+    """Whole window (W frames x J*3 features + mask) flattened -> MLP -> (mu, logvar).
+
+    Args:
+        window: frames per window (W).
+        num_joints: joints of the skeleton (J).
+        latent_dim: size of the latent vector.
+        hidden: hidden layer widths.
+        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
+        dropout: dropout on the flattened input (the first layer holds most weights and overfits first).
+    """
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, hidden: list[int] | None = None,
+                 root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.dropout = nn.Dropout(dropout)
+        self.net = mlp([window * (num_joints * 3 + 1), *(hidden or [1024, 512]), 2 * latent_dim])
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return _split_posterior(self.net(self.dropout(self.features.masked_input(x, mask).flatten(1))))
+
+
+class MLPMotionDecoder(Buildable):
+    """Latent -> MLP -> W x J*3 standardised features -> positions (B, W, J, 3) metres."""
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, hidden: list[int] | None = None,
+                 root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
+        super().__init__()
+        self.window = window
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.net = mlp([latent_dim, *(hidden or [512, 1024]), window * num_joints * 3])
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.features.positions(self.net(z).view(z.shape[0], self.window, -1))
+
+
+# --- the temporal-convolution family --------------------------------------------------------------
+class _ResBlock(nn.Module):
+    """Two kernel-3 convolutions with a skip connection (GroupNorm: batches are small on CPU)."""
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.GroupNorm(min(8, channels), channels), nn.SiLU(),
+            nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation),
+            nn.GroupNorm(min(8, channels), channels), nn.SiLU(),
+            nn.Conv1d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+def _low_frames(window: int, patch: int, halvings: int) -> int:
+    """Steps at the coarsest level (the window is zero-padded up to a whole number of them)."""
+    return math.ceil(window / (patch * 2**halvings))
+
+
+class ConvMotionEncoder(Buildable):
+    """Temporal convolutions: a strided "patch" convolution (``patch`` frames -> one step), then per
+    further level a residual block and a halving, then one linear map to (mu, logvar).
+
+    Args:
+        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
+        channels: channel width per level, fine to coarse; level 0 runs at ``window / patch`` steps,
+            each further level at half the previous rate.
+        patch: frames merged by the first (strided) convolution; motion at 20 fps is smooth enough
+            that 4 frames lose little, and it makes the network 4x cheaper on CPU.
+        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
+    """
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, channels: list[int] | None = None,
+                 patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
+        super().__init__()
+        chans = list(channels or [96, 128])
+        self.window = window
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.low = _low_frames(window, patch, len(chans) - 1)
+        self.padded = self.low * patch * 2 ** (len(chans) - 1)
+        layers: list[nn.Module] = [nn.Conv1d(num_joints * 3 + 1, chans[0], patch, stride=patch)]
+        prev = chans[0]
+        for c in chans[1:]:
+            layers += [_ResBlock(prev), nn.Conv1d(prev, c, 4, stride=2, padding=1)]
+            prev = c
+        layers += [_ResBlock(prev), nn.GroupNorm(min(8, prev), prev), nn.SiLU()]
+        self.conv = nn.Sequential(*layers)
+        self.head = nn.Linear(prev * self.low, 2 * latent_dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.features.masked_input(x, mask).transpose(1, 2)
+        h = nn.functional.pad(h, (0, self.padded - self.window))  # zero frames read as padding (mask 0)
+        return _split_posterior(self.head(self.conv(h).flatten(1)))
+
+
+class ConvMotionDecoder(Buildable):
+    """Linear map to the coarsest rate, then per level: residual block, x2 upsampling, convolution;
+    finally linear interpolation by ``patch`` and a kernel-3 convolution at the full frame rate
+    (smooth output: no blocky patch seams) -> positions (B, W, J, 3) metres."""
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, channels: list[int] | None = None,
+                 patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
+        super().__init__()
+        chans = list(reversed(channels or [96, 128]))  # listed fine-to-coarse, as in the encoder
+        self.window = window
+        self.low = _low_frames(window, patch, len(chans) - 1)
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.head = nn.Linear(latent_dim, chans[0] * self.low)
+        layers: list[nn.Module] = []
+        prev = chans[0]
+        for c in chans[1:]:
+            layers += [_ResBlock(prev), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(prev, c, 3, padding=1)]
+            prev = c
+        layers += [_ResBlock(prev), nn.GroupNorm(min(8, prev), prev), nn.SiLU(),
+                   nn.Upsample(scale_factor=patch, mode="linear", align_corners=False),
+                   nn.Conv1d(prev, num_joints * 3, 3, padding=1)]
+        self.conv = nn.Sequential(*layers)
+        self.channels0 = chans[0]
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.head(z).view(z.shape[0], self.channels0, self.low)
+        f = self.conv(h)[:, :, : self.window].transpose(1, 2)
+        return self.features.positions(f)

@@ -1,0 +1,266 @@
+"""Motion VAE: representation, masked losses, networks, training, checkpoint reuse and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from ramos.motion.motion_losses import MaskedMotionLoss
+from ramos.motion.motion_vae import (
+    MotionVAEConfig,
+    RandomLengthCrop,
+    build_motion_vae,
+    reconstruction_metrics,
+    train_motion_vae,
+)
+from ramos.motion.nets.motion import MotionFeatures, feature_stats
+from ramos.motion.skeleton import HUMANML3D
+from ramos.utils.config import load_config
+from ramos.vae import VAEModule
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "motion_vae"
+LABELS = ["walk", "wave", "jump"]
+
+
+def toy_motions(n: int, window: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` labelled windows (N, W, 22, 3) metres: a T-pose swinging its limbs at a per-label
+    frequency while walking forward at a per-label speed; lengths between W/4 and W."""
+    rng = np.random.default_rng(seed)
+    rest = np.zeros((22, 3), np.float32)
+    for c, p in enumerate(HUMANML3D.parents):  # a crude rest pose: each bone 0.15 m along its chain
+        if p >= 0:
+            side = HUMANML3D.side[c]
+            rest[c] = rest[p] + (np.array([0.15 * side, 0.0, 0.0]) if c in (13, 14, 16, 17, 18, 19, 20, 21)
+                                 else np.array([0.05 * side, -0.15 if c in (1, 2, 4, 5, 7, 8, 10, 11) else 0.15, 0.0]))
+    rest[:, 1] += 1.0 - rest[:, 1].min() + 0.02
+    t = np.arange(window) / 20.0
+    out, lengths, labels = [], [], []
+    for i in range(n):
+        k = i % len(LABELS)
+        phase = rng.uniform(0, 2 * np.pi)
+        pos = np.repeat(rest[None], window, 0)
+        swing = 0.1 * np.sin(2 * np.pi * (0.5 + k) * t + phase)[:, None]
+        pos[:, [16, 18, 20], 1] += swing
+        pos[:, [17, 19, 21], 1] -= swing
+        pos[:, :, 2] += (0.3 + 0.4 * k) * t[:, None] * (k != 1)
+        pos[:, :, 1] += 0.05 * (k == 2) * np.abs(np.sin(2 * np.pi * t))[:, None]
+        out.append(pos)
+        lengths.append(int(rng.integers(window // 4, window + 1)))
+        labels.append(LABELS[k])
+    return np.stack(out).astype(np.float32), np.array(lengths, np.int32), labels
+
+
+def write_toy_dataset(path: Path, n: int = 48, window: int = 40, seed: int = 0) -> Path:
+    """A prepared data set folder (the documented layout) of :func:`toy_motions`."""
+    windows, lengths, labels = toy_motions(n, window, seed)
+    path.mkdir(parents=True)
+    for i in range(n):  # padding repeats the last valid pose, as the real writer does
+        windows[i, lengths[i]:] = windows[i, lengths[i] - 1]
+    np.save(path / "windows.npy", windows)
+    np.save(path / "lengths.npy", lengths)
+    splits = ["val" if i % 8 == 0 else "test" if i % 8 == 1 else "train" for i in range(n)]
+    with open(path / "meta.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"id": f"toy{i}:0", "clip_id": f"toy{i}", "source": "toy", "labels": [labels[i]],
+                                "captions": [f"a person does {labels[i]}"], "split": splits[i], "start": 0,
+                                "fps": 20.0, "mirrored": False}) + "\n")
+    np.savez(path / "stats.npz", mean=windows.mean((0, 1)), std=windows.std((0, 1)) + 1e-3)
+    (path / "skeleton.json").write_text(HUMANML3D.to_json())
+    (path / "manifest.json").write_text(json.dumps({"config": {"fps": 20.0, "window": window},
+                                                    "labels": sorted(set(labels))}))
+    return path
+
+
+def tiny_config(family: str, **optim: object) -> MotionVAEConfig:
+    overrides = {"net.family": family, "net.root_mode": "velocity", "net.latent_dim": 16, "net.hidden": [64], "net.channels": [16, 32],
+                 "net.patch": 2, "optim.batch_size": 16, "optim.render_every_n_epochs": 0,
+                 "optim.val_every_n_epochs": 1, "optim.kl_warmup_steps": 0}
+    overrides.update({f"optim.{k}": v for k, v in optim.items()})
+    return load_config(MotionVAEConfig, None, overrides)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one thread avoids OpenMP barrier stalls on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _batch(n: int = 6, window: int = 40) -> dict[str, torch.Tensor]:
+    x, lengths, _ = toy_motions(n, window)
+    lengths = torch.as_tensor(lengths)
+    return {"motion": torch.as_tensor(x), "mask": torch.arange(window)[None] < lengths[:, None], "length": lengths}
+
+
+# --- representation ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("root_mode", ["velocity", "absolute"])
+def test_features_round_trip_to_metres(root_mode):
+    x = torch.as_tensor(toy_motions(4)[0])
+    mean, std = feature_stats(x, torch.ones(x.shape[:2], dtype=torch.bool), root_mode=root_mode)
+    f = MotionFeatures(22, root_mode=root_mode, feature_mean=mean, feature_std=std)
+    z = f.normalize(x)
+    assert z.shape == (4, 40, 66)
+    assert torch.allclose(f.positions(z), x, atol=1e-5)
+    # Standardised features of the data they were fitted on: mean ~0, std ~1 (bar constant ones).
+    assert z.flatten(0, 1).mean(0).abs().max() < 1e-2
+
+
+# --- losses -------------------------------------------------------------------------------------------------
+def test_loss_hand_computed():
+    x = torch.zeros(1, 4, 2, 3)
+    x_hat = torch.zeros(1, 4, 2, 3)
+    x_hat[0, 1, 1, 0] = 0.1  # the non-root joint off by 10 cm in frame 1
+    x_hat[0, 3] = 5.0  # frame 3 is padding: must not count
+    mask = torch.tensor([[True, True, True, False]])
+    loss = MaskedMotionLoss(position_weight=1.0, velocity_weight=2.0)
+    t = loss(x_hat, {"motion": x, "mask": mask})
+    assert t["pos"].item() == pytest.approx(0.01)
+    # Displacements 0->1 (+0.1) and 1->2 (-0.1) are wrong; 2->3 touches padding.
+    assert t["vel"].item() == pytest.approx(0.02)
+    assert t["recon"].item() == pytest.approx(0.01 + 2 * 0.02)
+    # 10 cm on 1 of 2 joints in 1 of 3 valid frames.
+    assert t["mpjpe_mm"].item() == pytest.approx(100 / 6, rel=1e-5)
+    # A rigid shift of the whole pose costs what it costs in plain positions: J * |e|^2 per frame.
+    shifted = x.clone()
+    shifted[0, :3] += torch.tensor([0.0, 0.0, 0.2])
+    assert loss(shifted, {"motion": x, "mask": mask})["pos"].item() == pytest.approx(3 * 2 * 0.04)
+
+
+def test_foot_contact_term_only_on_contact_frames():
+    skel = HUMANML3D
+    x = torch.zeros(1, 3, 22, 3)
+    x[..., 1] = 1.0
+    x[:, :, list(skel.feet), 1] = 0.0  # feet on the floor, not moving: contact
+    x_hat = x.clone()
+    x_hat[0, 2, skel.feet[0], 0] = 0.2  # the left foot slides 20 cm in the last transition
+    loss = MaskedMotionLoss(foot_contact_weight=1.0, feet=list(skel.feet), velocity_weight=0.0)
+    assert loss(x_hat, {"motion": x})["foot"].item() == pytest.approx(0.04)
+    x_air = x.clone()
+    x_air[:, :, list(skel.feet), 1] = 0.5  # feet in the air: no contact, no foot term
+    assert loss(x_hat + x_air - x, {"motion": x_air})["foot"].item() == 0.0
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_padded_frames_change_no_loss(family):
+    """The masking contract: whatever the padded frames hold, every loss term is the same."""
+    torch.manual_seed(0)
+    batch = _batch()
+    x = batch["motion"]
+    mean, std = feature_stats(x, batch["mask"])
+    vae = build_motion_vae(tiny_config(family), HUMANML3D, 40, mean, std).eval()
+    ref = vae.compute_losses(batch)
+    noisy = dict(batch)
+    noisy["motion"] = torch.where(batch["mask"][..., None, None], x, 10 * torch.randn_like(x))
+    assert not torch.equal(noisy["motion"], x)
+    other = vae.compute_losses(noisy)
+    for key in ref:
+        assert torch.allclose(ref[key], other[key], atol=1e-6), key
+    # ... while a change inside the valid frames does change the loss.
+    moved = dict(batch)
+    moved["motion"] = x + 0.05
+    assert not torch.allclose(vae.compute_losses(moved)["pos"], ref["pos"])
+
+
+def test_random_length_crop_shortens_masks():
+    items = [{"motion": torch.zeros(40, 22, 3), "mask": torch.ones(40, dtype=torch.bool),
+              "length": torch.tensor(40), "label": torch.tensor(0)} for _ in range(200)]
+    crop = RandomLengthCrop(items, prob=0.5, min_frames=3, seed=0)
+    lengths = np.array([int(crop[i]["length"]) for i in range(200)])
+    masks = [crop[i] for i in range(5)]
+    assert 0.3 < (lengths < 40).mean() < 0.7 and lengths.min() >= 3
+    for m in masks:
+        assert int(m["mask"].sum()) == int(m["length"])
+
+
+def test_reconstruction_metrics_in_millimetres():
+    gt = toy_motions(3)[0]
+    lengths = np.array([40, 20, 10])
+    pred = gt.copy()
+    pred[..., 0] += 0.01
+    pred[1, 20:] += 3.0  # padding of the second window: ignored
+    m = reconstruction_metrics(pred, gt, lengths, HUMANML3D, 20.0)
+    assert m["mpjpe_mm"] == pytest.approx(10.0, rel=1e-4)
+    assert m["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-3)  # a pure translation
+    assert m["accel_error_mps2"] == pytest.approx(0.0, abs=1e-3)
+    assert m["frames"] == 70
+
+
+# --- networks and training ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_shapes_and_default_sizes(family):
+    cfg = load_config(MotionVAEConfig, None, {"net.family": family})
+    vae = build_motion_vae(cfg, HUMANML3D, 200)
+    x = torch.randn(3, 200, 22, 3)
+    mu, logvar = vae.encode(x, torch.ones(3, 200, dtype=torch.bool))
+    assert mu.shape == logvar.shape == (3, 256)
+    assert vae.decode(mu).shape == (3, 200, 22, 3)
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_tiny_training_lowers_the_loss(family, tmp_path):
+    L.seed_everything(0, verbose=False)
+    batch = _batch(16)
+    mean, std = feature_stats(batch["motion"], batch["mask"])
+    cfg = tiny_config(family, lr=3e-3)
+    vae = build_motion_vae(cfg, HUMANML3D, 40, mean, std)
+    before = vae.eval().compute_losses(batch)["recon"].item()
+    loader = torch.utils.data.DataLoader([{k: v[i] for k, v in batch.items()} for i in range(16)], batch_size=8)
+    trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(vae.train(), loader)
+    after = vae.eval().compute_losses(batch)["recon"].item()
+    assert after < 0.5 * before
+
+
+def test_train_command_writes_a_reusable_checkpoint(tmp_path):
+    """`ramos train motion-vae` end to end; the checkpoint alone rebuilds an encoder/decoder in metres."""
+    from ramos.cli import main
+    from ramos.motion.dataset import MotionDataset
+
+    data_dir = write_toy_dataset(tmp_path / "toy")
+    out = tmp_path / "run"
+    rc = main(["train", "motion-vae", "--dataset", str(data_dir), "--out", str(out), "--no-progress",
+               "--config", str(CONFIG_DIR / "default.yaml"),
+               "--set", "optim.max_epochs=2", "--set", "net.latent_dim=16", "--set", "net.hidden=[64]",
+               "--set", "net.channels=[16,32]", "--set", "optim.batch_size=16", "--set", "optim.render_every_n_epochs=2"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["val"]["windows"] == 6 and np.isfinite(metrics["val"]["mpjpe_mm"])
+    assert list((out / "renders").glob("*.png")), "no TensorBoard render written"
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+
+    vae = VAEModule.load(out / "motion_vae.ckpt")
+    data = MotionDataset(data_dir)
+    x = torch.as_tensor(np.asarray(data.windows[:4]))
+    mask = torch.arange(40)[None] < torch.as_tensor(data.lengths[:4])[:, None]
+    mu, _ = vae.encode(x, mask)
+    rec = vae.decode(mu)
+    assert rec.shape == x.shape
+    # Decoded windows are metres (the statistics live inside the networks): errors are of the
+    # order of the motion, not of standardised units.
+    assert (rec - x).abs()[mask].mean() < 1.0
+
+
+def test_train_command_errors_are_one_line(tmp_path, capsys):
+    from ramos.cli import main
+
+    rc = main(["train", "motion-vae", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    rc = main(["train", "motion-vae", "--out", str(tmp_path / "o"), "--set", "optim.nonsense=1"])
+    assert rc == 2
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_builds(path):
+    cfg = load_config(MotionVAEConfig, path)
+    vae = build_motion_vae(cfg, HUMANML3D, 200)
+    assert vae.encoder.spec["init_args"]["latent_dim"] == cfg.net.latent_dim
