@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -40,3 +41,29 @@ def read_specs(checkpoint: dict[str, Any], path: str, *names: str) -> dict[str, 
     if not isinstance(specs, dict) or any(n not in specs for n in names):
         raise CheckpointError(f"{path}: not a RaMoS checkpoint of this stage (missing network specs {list(names)})")
     return specs
+
+
+class SeedEachStep(L.Callback):
+    """Reseed every random generator before each training step from (seed, global step, rank).
+
+    Lightning restores weights, optimiser and loop state on resume, but not the global RNG, so a
+    resumed run would draw different noise (reparameterisation, diffusion timesteps, label
+    dropout) than an uninterrupted one; DataLoader iterators also consume the global RNG at
+    creation, at a point that differs between a fresh and a restarted epoch. Reseeding per step
+    makes the two runs identical; shuffling must depend on the epoch only (a sampler with
+    ``set_epoch``).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        import random
+
+        import numpy as np
+
+        value = (self.seed * 1_000_003 + trainer.global_step * 1_009 + trainer.global_rank) % 2**31
+        random.seed(value)
+        np.random.seed(value)
+        torch.manual_seed(value)
