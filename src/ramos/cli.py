@@ -51,12 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         # Errors that name a file and a problem are the user's to fix: one line, no traceback.
-        from ramos.motion.clip import ClipError
-        from ramos.utils.checkpoint import CheckpointError
-        from ramos.utils.config import ConfigError
-
-        if isinstance(exc, (UserError, ClipError, CheckpointError, ConfigError, FileNotFoundError,
-                            FileExistsError, PermissionError)) or type(exc).__name__.endswith("DataError"):
+        # Every error class RaMoS defines (ClipError, DataError, CheckpointError, ConfigError,
+        # GenerationError, NonFiniteLossError...) is such an error; so are missing/unwritable files.
+        own = type(exc).__module__.startswith("ramos.") and isinstance(exc, (ValueError, ArithmeticError))
+        if own or isinstance(exc, (UserError, FileNotFoundError, FileExistsError, PermissionError)):
             print(f"ramos: error: {exc}", file=sys.stderr)
             return 2
         raise

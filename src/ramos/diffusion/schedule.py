@@ -31,7 +31,9 @@ class NoiseConfig:
     beta_schedule: Literal["squaredcos_cap_v2", "scaled_linear", "linear"] = "squaredcos_cap_v2"
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    # Epsilon prediction divides by sqrt(alpha_bar) ~ 5e-5 at the cosine schedule's last step,
+    # where "trailing" samplers start: sampled MNIST latents came out 1000x too large. v does not.
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "v_prediction"
 
     @classmethod
     def from_any(cls, value: NoiseConfig | dict[str, Any] | None) -> NoiseConfig:
