@@ -41,8 +41,9 @@ class StageSettings:
 
 @dataclass
 class GenerateSettings:
-    """The samples the pipeline exports: ``per_label`` motions for every label."""
+    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``)."""
 
+    labels: list[str] | None = None
     per_label: int = 1
     steps: int = 10
     sampler: Literal["ddim", "dpmsolver++", "ddpm"] = "dpmsolver++"
@@ -187,7 +188,7 @@ class Pipeline:
 
         g = self.cfg.generate
         gen = MotionGenerator.load(self.record["stages"]["motion_diffusion"]["checkpoint"])
-        labels = [lab for lab in gen.labels for _ in range(g.per_label)]
+        labels = [lab for lab in (g.labels or gen.labels) for _ in range(g.per_label)]
         result = gen.sample(labels, steps=g.steps, sampler=g.sampler, guidance=g.guidance, seed=g.seed)
         folder = export_motions(result.motions, self.out / "samples", gen.fps, gen.skeleton, labels=result.labels,
                                 seeds=result.seeds, settings=result.settings, video=g.video, overwrite=True,
