@@ -133,6 +133,29 @@ def test_loss_hand_computed():
     assert loss(shifted, {"motion": x, "mask": mask})["pos"].item() == pytest.approx(3 * 2 * 0.04)
 
 
+def test_per_window_weighting_and_feature_term():
+    """per_window rescales each item's sums to T frames; the feature term is zero only at the target
+    and is measured in standardised units (a root shift of one std costs 1 per frame)."""
+    x = torch.zeros(2, 4, 2, 3)
+    x_hat = x.clone()
+    x_hat[:, :, 1, 0] = 0.1  # the non-root joint off by 10 cm in every frame of both items
+    mask = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    batch = {"motion": x, "mask": mask}
+    plain = MaskedMotionLoss(velocity_weight=0.0)(x_hat, batch)["pos"].item()
+    per_window = MaskedMotionLoss(velocity_weight=0.0, per_window=True)(x_hat, batch)["pos"].item()
+    assert plain == pytest.approx((4 + 1) * 0.01 / 2)
+    assert per_window == pytest.approx((4 + 4) * 0.01 / 2)  # the 1-frame item now counts as 4 frames
+    std = [0.5] * 6
+    loss = MaskedMotionLoss(velocity_weight=0.0, position_weight=0.0, feature_weight=1.0, root_mode="absolute",
+                            feature_mean=[0.0] * 6, feature_std=std)
+    assert loss(x, batch)["feat"].item() == 0.0
+    shifted = x.clone()
+    shifted[0, :, :, 0] += 0.5  # a rigid shift of one std along x: only the root feature moves
+    assert loss(shifted, batch)["feat"].item() == pytest.approx(4 * 1.0 / 2)
+    with pytest.raises(ValueError, match="statistics"):
+        MaskedMotionLoss(feature_weight=1.0)
+
+
 def test_foot_contact_term_only_on_contact_frames():
     skel = HUMANML3D
     x = torch.zeros(1, 3, 22, 3)

@@ -2,14 +2,17 @@
 
 Every term is a sum over the *valid* frames of an item (frames >= its length are padding and never
 count), averaged over the batch, like :class:`ramos.vae.losses.MSEReconstruction` (so KL weights
-mean the same thing across stages). Units are metres and metres per frame.
+mean the same thing across stages). Units are metres and metres per frame. With
+``per_window=True`` each item's sums are rescaled to ``W`` frames (``W / length``), so that a short
+window weighs as much as a full one instead of ``length / W`` of it.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ramos.motion.nets.motion import MotionFeatures
 from ramos.utils.spec import Buildable
 
 
@@ -53,14 +56,29 @@ class MaskedMotionLoss(Buildable):
             joint, as in MPJPE) and the root-relative error of the other joints, so that early root
             drift does not push the pose to compensate (better conditioned than raw positions).
         key: batch key of the ground-truth motion (B, T, J, 3).
+        per_window: rescale every item's sums to ``T`` frames (weight ``T / length``): short windows
+            (the held-out segments are 3-13 frames) then count as much as full ones.
+        feature_weight: weight of the squared error of the standardised features (the networks'
+            own representation, :class:`~ramos.motion.nets.motion.MotionFeatures`); every
+            feature has unit variance there, so the pose is not drowned by the root trajectory.
+        root_mode, feature_mean, feature_std: the features' definition (needed when ``feature_weight > 0``).
     """
 
     def __init__(self, position_weight: float = 1.0, velocity_weight: float = 1.0, foot_contact_weight: float = 0.0,
                  feet: list[int] | None = None, up_axis: int = 1, contact_height_m: float = 0.05,
-                 contact_speed_m_per_frame: float = 0.025, root: int = 0, key: str = "motion") -> None:
+                 contact_speed_m_per_frame: float = 0.025, root: int = 0, key: str = "motion",
+                 per_window: bool = False, feature_weight: float = 0.0, root_mode: str = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
         super().__init__()
         if foot_contact_weight > 0 and not feet:
             raise ValueError("foot_contact_weight > 0 needs the foot joint indices (feet)")
+        self.per_window, self.feature_weight = per_window, feature_weight
+        self.features: nn.Module | None = None
+        if feature_weight > 0:
+            if feature_std is None:
+                raise ValueError("feature_weight > 0 needs the feature statistics (feature_mean/feature_std)")
+            self.features = MotionFeatures(len(feature_std) // 3, root, up_axis, root_mode,  # type: ignore[arg-type]
+                                           feature_mean, feature_std)
         self.position_weight, self.velocity_weight = position_weight, velocity_weight
         self.foot_contact_weight, self.feet, self.up_axis = foot_contact_weight, list(feet or []), up_axis
         self.contact_height_m, self.contact_speed = contact_height_m, contact_speed_m_per_frame
@@ -71,23 +89,30 @@ class MaskedMotionLoss(Buildable):
         mask = valid_mask(batch, x)
         m = mask.to(x.dtype)
         batch_size = x.shape[0]
+        # Per-item weight of every frame sum: 1, or T / length (each window counts as T frames).
+        w = x.shape[1] / m.sum(1).clamp_min(1) if self.per_window else torch.ones_like(m[:, 0])
+        mw = m * w[:, None]
         sq = (x_hat - x).pow(2).sum(-1)  # (B, T, J)
         r = self.root
         root_sq = (x_hat[:, :, r] - x[:, :, r]).pow(2).sum(-1)  # (B, T)
         local_sq = ((x_hat - x_hat[:, :, r:r + 1]) - (x - x[:, :, r:r + 1])).pow(2).sum(-1)  # (B, T, J), 0 at root
-        pos = ((x.shape[2] * root_sq + local_sq.sum(-1)) * m).sum() / batch_size
-        mp = pair_mask(mask).to(x.dtype)
+        pos = ((x.shape[2] * root_sq + local_sq.sum(-1)) * mw).sum() / batch_size
+        mp = pair_mask(mask).to(x.dtype) * w[:, None]
         vel_err = ((x_hat[:, 1:] - x_hat[:, :-1]) - (x[:, 1:] - x[:, :-1])).pow(2).sum(-1)
         vel = (vel_err * mp[..., None]).sum() / batch_size
         terms = {"pos": pos, "vel": vel}
         recon = self.position_weight * pos + self.velocity_weight * vel
+        if self.features is not None:
+            fe = (self.features.normalize(x_hat) - self.features.normalize(x)).pow(2).sum(-1)  # (B, T)
+            terms["feat"] = (fe * mw).sum() / batch_size
+            recon = recon + self.feature_weight * terms["feat"]
         if self.feet:
             contact = foot_contacts(x, self.feet, self.up_axis, self.contact_height_m, self.contact_speed)
             contact = contact & pair_mask(mask)[..., None]
             horizontal = [a for a in range(3) if a != self.up_axis]
             f = x_hat[:, :, self.feet][..., horizontal]
             slide = (f[:, 1:] - f[:, :-1]).pow(2).sum(-1)
-            terms["foot"] = (slide * contact.to(x.dtype)).sum() / batch_size
+            terms["foot"] = (slide * contact.to(x.dtype) * w[:, None, None]).sum() / batch_size
             if self.foot_contact_weight > 0:
                 recon = recon + self.foot_contact_weight * terms["foot"]
         terms["recon"] = recon

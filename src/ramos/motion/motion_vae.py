@@ -77,6 +77,8 @@ class LossConfig:
     foot_contact_weight: float = 5.0
     contact_height_m: float = 0.05
     contact_speed_m_per_frame: float = 0.025
+    per_window: bool = False
+    feature_weight: float = 0.0
 
 
 @dataclass
@@ -140,10 +142,16 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
     else:
         raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp' or 'conv'")
     lc = cfg.loss
+    dim = skeleton.num_joints * 3
+    if lc.feature_weight > 0 and feature_std is None:  # untrained/benchmark builds: unit statistics
+        feature_mean, feature_std = [0.0] * dim, [1.0] * dim
     loss = MaskedMotionLoss(lc.position_weight, lc.velocity_weight, lc.foot_contact_weight,
                             feet=list(skeleton.feet), up_axis=skeleton.up_axis, contact_height_m=lc.contact_height_m,
                             contact_speed_m_per_frame=lc.contact_speed_m_per_frame,
-                            root=skeleton.root, key="motion")
+                            root=skeleton.root, key="motion", per_window=lc.per_window,
+                            feature_weight=lc.feature_weight, root_mode=n.root_mode,
+                            feature_mean=feature_mean if lc.feature_weight > 0 else None,
+                            feature_std=feature_std if lc.feature_weight > 0 else None)
     o = cfg.optim
     return VAEModule(encoder, decoder, loss, kl_weight=o.kl_weight, kl_warmup_steps=o.kl_warmup_steps,
                      lr=o.lr, weight_decay=o.weight_decay, input_key="motion")

@@ -34,6 +34,10 @@ from ramos.vae.nets import mlp
 
 RootMode = Literal["velocity", "absolute"]
 _LOGVAR_RANGE = (-12.0, 8.0)
+# Initial log-variance of the posterior: at 0 the sampling noise (std 1 per dimension) swamps the
+# small initial means and the decoder first learns the average window; exp(-6 / 2) = 0.05 lets the
+# means through from the first step (the KL term, weighted 1e-4, widens what it needs later).
+_LOGVAR_INIT = -6.0
 
 
 class MotionFeatures(nn.Module):
@@ -108,6 +112,12 @@ def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1
     return valid.mean(0).tolist(), valid.std(0).tolist()
 
 
+def _init_logvar(head: nn.Linear, latent_dim: int) -> None:
+    """Start the log-variance half of a (mu, logvar) head at :data:`_LOGVAR_INIT`."""
+    with torch.no_grad():
+        head.bias[latent_dim:] = _LOGVAR_INIT
+
+
 def _split_posterior(h: Tensor) -> tuple[Tensor, Tensor]:
     mu, logvar = h.chunk(2, dim=-1)
     return mu, logvar.clamp(*_LOGVAR_RANGE)
@@ -134,6 +144,7 @@ class MLPMotionEncoder(Buildable):
         self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
         self.dropout = nn.Dropout(dropout)
         self.net = mlp([window * (num_joints * 3 + 1), *(hidden or [1024, 512]), 2 * latent_dim])
+        _init_logvar(self.net[-1], latent_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return _split_posterior(self.net(self.dropout(self.features.masked_input(x, mask).flatten(1))))
@@ -206,6 +217,7 @@ class ConvMotionEncoder(Buildable):
         layers += [_ResBlock(prev), nn.GroupNorm(min(8, prev), prev), nn.SiLU()]
         self.conv = nn.Sequential(*layers)
         self.head = nn.Linear(prev * self.low, 2 * latent_dim)
+        _init_logvar(self.head, latent_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = self.features.masked_input(x, mask).transpose(1, 2)
