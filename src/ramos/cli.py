@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Lightning prints through its own handler; without this every line of it appears twice.
+    logging.getLogger("lightning").propagate = False
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
