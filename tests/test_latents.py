@@ -15,12 +15,7 @@ from ramos.motion.nets.motion import feature_stats
 from ramos.motion.skeleton import HUMANML3D
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _encoded(labels: list[str], centres: dict[str, float], seed: int = 0) -> EncodedSet:

@@ -84,13 +84,7 @@ def tiny_config(family: str, **optim: object) -> MotionVAEConfig:
     return load_config(MotionVAEConfig, None, overrides)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread avoids OpenMP barrier stalls on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n: int = 6, window: int = 40) -> dict[str, torch.Tensor]:
