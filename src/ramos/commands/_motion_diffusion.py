@@ -27,17 +27,14 @@ def register(train_subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ramos.cli import UserError
     from ramos.commands.train import parse_overrides, resolve_dataset
-    from ramos.motion.diffusion_stage import MotionDiffusionConfig, MotionDiffusionError, train_motion_diffusion
+    from ramos.motion.diffusion_stage import MotionDiffusionConfig, train_motion_diffusion
     from ramos.utils.config import load_config
 
     cfg = load_config(MotionDiffusionConfig, args.config, parse_overrides(args.set))
     dataset = resolve_dataset(args.dataset, progress=not args.no_progress)
-    try:
-        result = train_motion_diffusion(args.vae, dataset, args.out, cfg, progress=not args.no_progress)
-    except MotionDiffusionError as exc:
-        raise UserError(str(exc)) from None
+    # MotionDiffusionError (a RaMoS ValueError) is printed by ramos.cli as a one-line error.
+    result = train_motion_diffusion(args.vae, dataset, args.out, cfg, progress=not args.no_progress)
     loss = "" if result.final_loss is None else f", final loss {result.final_loss:.4f}"
     print(f"ramos train motion-diffusion: {result.steps} steps in {result.seconds:.0f} s{loss} -> {result.checkpoint}")
     return 0

@@ -27,13 +27,8 @@ def _sided(m: dict[str, tuple[str, ...]]) -> JointMap:
     return out
 
 
-CMU: JointMap = _sided({
-    "pelvis": ("Hips",),
-    "spine1": ("Spine",),
-    "spine2": (),
-    "spine3": ("Spine1",),
-    "neck": ("Neck", "Neck1"),
-    "head": ("Head", "Neck1_end", "Head_end"),
+# CMU and Mixamo rigs name their limbs alike; they differ along the spine.
+_LIMBS: dict[str, tuple[str, ...]] = {
     "{S}_hip": ("{Side}UpLeg",),
     "{S}_knee": ("{Side}Leg",),
     "{S}_ankle": ("{Side}Foot",),
@@ -42,6 +37,16 @@ CMU: JointMap = _sided({
     "{S}_shoulder": ("{Side}Arm",),
     "{S}_elbow": ("{Side}ForeArm",),
     "{S}_wrist": ("{Side}Hand",),
+}
+
+CMU: JointMap = _sided({
+    "pelvis": ("Hips",),
+    "spine1": ("Spine",),
+    "spine2": (),
+    "spine3": ("Spine1",),
+    "neck": ("Neck", "Neck1"),
+    "head": ("Head", "Neck1_end", "Head_end"),
+    **_LIMBS,
 })
 """CMU mocap BVH conversions (Hips, LowerBack, Spine, Spine1, Neck, Neck1, Head, LeftUpLeg, ...).
 
@@ -55,14 +60,7 @@ MIXAMO: JointMap = _sided({
     "spine3": ("Spine2",),
     "neck": ("Neck",),
     "head": ("Head",),
-    "{S}_hip": ("{Side}UpLeg",),
-    "{S}_knee": ("{Side}Leg",),
-    "{S}_ankle": ("{Side}Foot",),
-    "{S}_foot": ("{Side}ToeBase", "{Side}Foot_end"),
-    "{S}_collar": ("{Side}Shoulder",),
-    "{S}_shoulder": ("{Side}Arm",),
-    "{S}_elbow": ("{Side}ForeArm",),
-    "{S}_wrist": ("{Side}Hand",),
+    **_LIMBS,
 })
 """Mixamo rigs (``mixamorig:Hips``, ``mixamorig:Spine``..``Spine2``, ``mixamorig:LeftUpLeg``...)."""
 
