@@ -144,7 +144,7 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     duration = (t_in - 1) / fps_in
     t_out = int(math.floor(duration * fps_out + 1e-6)) + 1
     step = fps_in / fps_out
-    if step > 1 and abs(step - round(step)) < 1e-9:
+    if _is_decimation(fps_in, fps_out):
         # Output times fall on input frames (60 or 120 -> 20 fps): the interpolant passes through
         # them, so taking every k-th frame is the same result, ~50x faster.
         return np.array(positions[:: int(round(step))][:t_out], dtype=np.float32)
@@ -153,6 +153,17 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     flat = positions.reshape(t_in, -1).astype(np.float64)
     out = PchipInterpolator(times_in, flat, axis=0)(times_out)
     return out.reshape((t_out,) + positions.shape[1:]).astype(np.float32)
+
+
+def _is_decimation(fps_in: float, fps_out: float) -> bool:
+    """True when :func:`resample` keeps source frames as they are (same rate, or every k-th frame)."""
+    step = fps_in / fps_out
+    return math.isclose(step, 1.0, rel_tol=1e-9) or (step > 1 and abs(step - round(step)) < 1e-9)
+
+
+def clip_bone_lengths(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """(J-1,) bone lengths of a captured clip (T, J, 3): the median over its frames."""
+    return np.median(skeleton.bone_lengths(positions), axis=0)
 
 
 def _rotation_y(angle: float) -> np.ndarray:
@@ -523,6 +534,7 @@ class ClipProcessor:
             frames = clip.num_frames if held_out else cycle_frames(clip.positions, self.skeleton)
             cycle = frames * self.cfg.fps / clip.fps
         mirrors = (False, True) if split == "train" and aug.mirror else (False,)
+        bones = clip_bone_lengths(positions, self.skeleton)
         rng = np.random.default_rng([aug.seed, int(stable_fraction(clip.source_id) * 2**32)])
         for mirrored in mirrors:
             base = mirror(positions, self.skeleton) if mirrored else positions
@@ -537,6 +549,8 @@ class ClipProcessor:
                     if copy > 0:
                         phase = int(rng.integers(0, max(1, int(cyc))))
                     p = loop_clip(p, self.cfg.fps, aug.loop_seconds, self.skeleton, cyc, phase)
+                if p is not base:  # interpolated frames: chords shorten the bones
+                    p = self.skeleton.set_bone_lengths(p, bones)
                 yield p, {"mirrored": mirrored, "speed": round(speed, 4), "yaw_deg": round(yaw, 2),
                           "looped": bool(looped), "copy": copy}
 
