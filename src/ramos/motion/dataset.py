@@ -56,6 +56,9 @@ from ramos.utils.config import load_config, to_dict
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+PROCESSING_VERSION = 2
+"""Bumped when processing changes the windows a config gives (2: augmented copies keep the bone
+lengths), so that cached data sets prepared by older code are not reused."""
 SOURCES: tuple[str, ...] = ("humanml3d", "amass", "deepmimic", "bvh", "builtin")
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "data"
 
@@ -495,8 +498,9 @@ def _manifest(source: str, root: Path | None, cfg: PrepareConfig, state: _WriteS
 
 
 def config_hash(cfg: PrepareConfig) -> str:
-    """Short stable hash of a config (and the format version): cache key of prepared data sets."""
-    text = json.dumps({"format": FORMAT_VERSION, "cfg": to_dict(cfg)}, sort_keys=True)
+    """Short stable hash of a config (and the format and processing versions): cache key of prepared data sets."""
+    text = json.dumps({"format": FORMAT_VERSION, "processing": PROCESSING_VERSION, "cfg": to_dict(cfg)},
+                      sort_keys=True)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
 

@@ -534,7 +534,7 @@ class ClipProcessor:
             frames = clip.num_frames if held_out else cycle_frames(clip.positions, self.skeleton)
             cycle = frames * self.cfg.fps / clip.fps
         mirrors = (False, True) if split == "train" and aug.mirror else (False,)
-        bones = clip_bone_lengths(positions, self.skeleton)
+        bones = clip_bone_lengths(positions, self.skeleton)  # median: robust to the few interpolated frames
         rng = np.random.default_rng([aug.seed, int(stable_fraction(clip.source_id) * 2**32)])
         for mirrored in mirrors:
             base = mirror(positions, self.skeleton) if mirrored else positions
@@ -549,8 +549,13 @@ class ClipProcessor:
                     if copy > 0:
                         phase = int(rng.integers(0, max(1, int(cyc))))
                     p = loop_clip(p, self.cfg.fps, aug.loop_seconds, self.skeleton, cyc, phase)
-                if p is not base:  # interpolated frames: chords shorten the bones
-                    p = self.skeleton.set_bone_lengths(p, bones)
+                # Interpolated frames (resampling, speed copies, bridged loops) shorten the bones
+                # along the chord between two poses; every window keeps the captured skeleton.
+                # Keep the lowest point where it was, so the clip's floor stays at y = 0.
+                up = self.skeleton.up_axis
+                fixed = self.skeleton.set_bone_lengths(p, bones)
+                fixed[..., up] += p[..., up].min() - fixed[..., up].min()
+                p = fixed
                 yield p, {"mirrored": mirrored, "speed": round(speed, 4), "yaw_deg": round(yaw, 2),
                           "looped": bool(looped), "copy": copy}
 
