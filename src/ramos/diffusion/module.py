@@ -170,7 +170,7 @@ class LatentDiffusionModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # --- sampling ---------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample_latents(
         self,
         n: int,
@@ -220,7 +220,7 @@ class LatentDiffusionModule(L.LightningModule):
             x = scheduler.step(out, t, x, generator=generator).prev_sample
         return x * self.latent_scale + self.latent_shift
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, n: int, labels: Tensor | None = None, steps: int = 20, sampler: Sampler | str = "ddim",
                guidance: float = 1.0, generator: torch.Generator | None = None, use_ema: bool = True,
                cond: dict[str, Tensor] | None = None, noise: Tensor | None = None) -> Tensor:

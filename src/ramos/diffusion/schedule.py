@@ -6,7 +6,9 @@ from :class:`NoiseConfig` (plain values, stored in the module's hyper-parameters
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+import functools
+from dataclasses import asdict, astuple, dataclass
 from typing import Any, Literal
 
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -43,7 +45,18 @@ class NoiseConfig:
 
 
 def make_scheduler(kind: Sampler | str, noise: NoiseConfig) -> SchedulerMixin:
-    """A fresh diffusers scheduler of the given kind for the noise process ``noise``."""
+    """A fresh diffusers scheduler of the given kind for the noise process ``noise``.
+
+    Schedulers are stateful (step index, solver history), so every call gets its own; they are
+    copied from a cached prototype because building one evaluates the whole beta schedule in Python
+    (about 3 ms: more than a sampling step of a small denoiser).
+    """
+    return copy.deepcopy(_prototype(kind, *astuple(noise)))
+
+
+@functools.lru_cache(maxsize=32)
+def _prototype(kind: str, *noise_fields: Any) -> SchedulerMixin:
+    noise = NoiseConfig(*noise_fields)
     common: dict[str, Any] = dict(
         num_train_timesteps=noise.num_train_timesteps,
         beta_schedule=noise.beta_schedule,

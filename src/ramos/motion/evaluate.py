@@ -89,8 +89,8 @@ class EvaluationConfig:
     """
 
     n_per_label: int = 16
-    steps: int = 20
-    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "ddim"
+    steps: int = 10
+    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "dpmsolver++"
     guidance: float = 2.5
     reference: Literal["auto", "train", "val", "test"] = "auto"
     min_reference_seconds: float = 2.0

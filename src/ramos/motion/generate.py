@@ -31,6 +31,10 @@ from ramos.motion.skeleton import Skeleton
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
 VideoFormat = Literal["auto", "gif", "mp4", "none"]
+DEFAULT_STEPS = 10
+DEFAULT_SAMPLER = "dpmsolver++"
+"""Default reverse process: DPM-Solver++ (2nd order) reaches at 10 steps what DDIM needs ~20 for
+(``docs/generation.md``), at half the latency."""
 MAX_BATCH = 256
 """Motions sampled per forward batch (bounds memory for large ``n``)."""
 
@@ -150,7 +154,8 @@ class MotionGenerator:
         return int(rng.choice(frames, p=counts / counts.sum()))
 
     # --- sampling -------------------------------------------------------------------------------
-    def sample(self, labels: Sequence[str | None], steps: int = 20, sampler: str = "ddim", guidance: float = 3.0,
+    def sample(self, labels: Sequence[str | None], steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
+               guidance: float = 3.0,
                seconds: float | None = None, seed: int = 0) -> GenerationResult:
         """One motion per entry of ``labels`` (None: unconditional); see the module docstring."""
         if sampler not in SAMPLERS:
@@ -198,7 +203,7 @@ def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str |
 
 
 def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
-             n: int = 1, steps: int = 20, sampler: str = "ddim", guidance: float = 3.0,
+             n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = 3.0,
              seconds: float | None = None, seed: int = 0) -> list[np.ndarray]:
     """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
 
