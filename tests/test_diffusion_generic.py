@@ -168,3 +168,26 @@ def test_loss_works_outside_a_trainer():
     batch = {"x": Blobs(32).x, "label": Blobs(32).y}
     assert torch.isfinite(model.diffusion_loss(batch))
     assert model.is_initialised and model.latent_shape.tolist() == [6]
+
+
+@pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmsolver++"])
+def test_scheduler_copies_do_not_share_state(kind: str) -> None:
+    """make_scheduler copies a cached prototype shallowly: two loops run interleaved must give what
+    one loop gives alone (a shared step index or solver history would change the result)."""
+    from ramos.diffusion.schedule import NoiseConfig, make_scheduler
+
+    def run(sched, steps, x, i):
+        return sched.step(x * 0.1, sched.timesteps[i], x, generator=torch.Generator().manual_seed(i)).prev_sample
+
+    alone = make_scheduler(kind, NoiseConfig())
+    alone.set_timesteps(10)
+    x_alone = torch.ones(2, 3)
+    for i in range(7):
+        x_alone = run(alone, 10, x_alone, i)
+    a, b = make_scheduler(kind, NoiseConfig()), make_scheduler(kind, NoiseConfig())
+    a.set_timesteps(10)
+    b.set_timesteps(7)
+    xa, xb = torch.ones(2, 3), torch.ones(2, 3)
+    for i in range(7):
+        xa, xb = run(a, 10, xa, i), run(b, 7, xb, i)
+    assert torch.equal(xa, x_alone)

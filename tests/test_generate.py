@@ -295,3 +295,18 @@ def test_default_config_file_repeats_the_code_defaults():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "motion_diffusion" / "default.yaml"
     assert load_config_file(path) == MotionDiffusionConfig()
+
+
+def test_frozen_sampling_matches_eager_sampling(trained):
+    """MotionGenerator.load samples through TorchScript-frozen copies (faster at batch 1); they must
+    give the eager modules' motions, for every batch size (traces are kept per input shape)."""
+    from ramos.diffusion import LatentDiffusionModule
+
+    frozen = MotionGenerator.load(trained[2])
+    eager = MotionGenerator(LatentDiffusionModule.load(trained[2]), str(trained[2]))
+    for labels in (["walk"], ["walk", None, "run"], ["run"] * 9):
+        a = frozen.sample(labels, seed=3, seconds=1.5)
+        b = eager.sample(labels, seed=3, seconds=1.5)
+        for x, y in zip(a.motions, b.motions, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    assert frozen.module._frozen and eager.module._frozen is None

@@ -49,9 +49,11 @@ def make_scheduler(kind: Sampler | str, noise: NoiseConfig) -> SchedulerMixin:
 
     Schedulers are stateful (step index, solver history), so every call gets its own; they are
     copied from a cached prototype because building one evaluates the whole beta schedule in Python
-    (about 3 ms: more than a sampling step of a small denoiser).
+    (about 3 ms: more than a sampling step of a small denoiser). The copy is shallow: the schedule's
+    tensors are shared read-only, and ``set_timesteps``, which every sampling loop calls first,
+    gives the copy its own timesteps, solver history and step index.
     """
-    return copy.deepcopy(_prototype(kind, *astuple(noise)))
+    return copy.copy(_prototype(kind, *astuple(noise)))
 
 
 @functools.lru_cache(maxsize=32)

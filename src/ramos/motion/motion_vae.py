@@ -33,6 +33,7 @@ from ramos.motion.nets.motion import (
     RootMode,
     feature_stats,
 )
+from ramos.motion.preprocess import canonicalize, pad_window
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.config import save_config, to_dict
@@ -95,6 +96,7 @@ class OptimConfig:
         crop_prob: share of training windows cut to a random shorter length each epoch, so that the
             model also learns short, mostly padded windows (the held-out segments are short).
         min_crop_frames: shortest length of such a crop.
+        crop_anywhere: crops start at a random frame and are normalised again at it (else: prefixes).
         seed: random seed (weights, shuffling, crops).
         val_every_n_epochs: how often the held-out metrics are computed and logged.
         render_every_n_epochs: how often input-vs-reconstruction strips go to TensorBoard (0: never).
@@ -110,6 +112,7 @@ class OptimConfig:
     max_minutes: float = 14.0
     crop_prob: float = 0.3
     min_crop_frames: int = 3
+    crop_anywhere: bool = True
     seed: int = 0
     val_every_n_epochs: int = 5
     render_every_n_epochs: int = 10
@@ -159,15 +162,19 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
 
 # --- data ------------------------------------------------------------------------------------------------
 class RandomLengthCrop(Dataset):
-    """Wrap a window dataset: with probability ``prob`` an item keeps only a random prefix.
+    """Wrap a window dataset: with probability ``prob`` an item keeps only a random piece of itself.
 
-    Frames after the new length become padding (mask False). Windows are normalised at their first
-    frame, so a prefix is itself a valid window; this teaches short windows, which the long looped
-    training windows rarely are.
+    Frames after the new length become padding (mask False, the last pose repeated). With
+    ``skeleton`` the piece starts anywhere and is normalised again at its own first frame (root xz
+    at the origin, facing +z), as every prepared window is; without it the piece is a prefix. This
+    teaches short windows that start mid-motion, which the long looped training windows rarely are
+    (the embedded set's held-out windows are the 3-13 last frames of each clip).
     """
 
-    def __init__(self, base: Dataset, prob: float, min_frames: int, seed: int = 0) -> None:
+    def __init__(self, base: Dataset, prob: float, min_frames: int, seed: int = 0,
+                 skeleton: Skeleton | None = None) -> None:
         self.base, self.prob, self.min_frames = base, prob, max(1, min_frames)
+        self.skeleton = skeleton
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -181,6 +188,10 @@ class RandomLengthCrop(Dataset):
             new = int(round(math.exp(self.rng.uniform(math.log(self.min_frames), math.log(length)))))
             item["length"] = torch.tensor(new, dtype=torch.long)
             item["mask"] = torch.arange(item["mask"].shape[0]) < new
+            if self.skeleton is not None:
+                start = int(self.rng.integers(0, length - new + 1))
+                piece = canonicalize(item["motion"][start:start + new].numpy(), self.skeleton)
+                item["motion"] = torch.from_numpy(pad_window(piece, item["motion"].shape[0])[0])
         return item
 
 
@@ -319,7 +330,8 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
     mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis, cfg.net.root_mode)
     vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std)
 
-    train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed)
+    train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed,
+                                data.skeleton if o.crop_anywhere else None)
     train_loader = DataLoader(train_ds, batch_size=o.batch_size, shuffle=True, drop_last=len(train_ds) > o.batch_size)
     val_loader = dm.val_dataloader()
     trainer = L.Trainer(
