@@ -196,6 +196,28 @@ def test_random_length_crop_shortens_masks():
         assert int(m["mask"].sum()) == int(m["length"])
 
 
+def test_crops_anywhere_are_normalised_at_their_first_frame():
+    from ramos.motion.preprocess import facing_direction
+
+    motions, lengths, _ = toy_motions(20, seed=3)
+    items = [{"motion": torch.from_numpy(m), "mask": torch.arange(40) < n, "length": torch.tensor(int(n)),
+              "label": torch.tensor(0)} for m, n in zip(motions, lengths)]
+    crop = RandomLengthCrop(items, prob=1.0, min_frames=3, seed=0, skeleton=HUMANML3D)
+    moved = 0
+    for i in range(20):
+        item = crop[i]
+        w, n = item["motion"].numpy(), int(item["length"])
+        assert 3 <= n <= lengths[i] and int(item["mask"].sum()) == n
+        np.testing.assert_allclose(w[0, 0, [0, 2]], 0.0, atol=1e-5)
+        np.testing.assert_allclose(facing_direction(w[0], HUMANML3D), [0, 0, 1], atol=1e-5)
+        np.testing.assert_array_equal(w[n:], np.broadcast_to(w[n - 1], w[n:].shape))  # padding: last pose
+        # The crop is a rigidly moved piece of the window (bone lengths and heights kept).
+        np.testing.assert_allclose(HUMANML3D.bone_lengths(w[:n]).mean(0),
+                                   HUMANML3D.bone_lengths(motions[i][:lengths[i]]).mean(0), atol=0.02)
+        moved += not np.allclose(w[0, :, 1], motions[i][0, :, 1])  # a later first frame (heights differ)
+    assert moved > 10
+
+
 def test_reconstruction_metrics_in_millimetres():
     gt = toy_motions(3)[0]
     lengths = np.array([40, 20, 10])
