@@ -59,9 +59,9 @@ class PoseNetConfig:
             by forward kinematics, so that no decoded pose can stretch a bone).
     """
 
-    channels: int = 32
+    channels: int = 48
     depth: int = 2
-    readout_channels: int = 8
+    readout_channels: int = 16
     mlp_depth: int = 2
     output: Literal["positions", "bones"] = "bones"
 
@@ -82,10 +82,10 @@ class PoseTrainConfig:
         threads: torch CPU threads per run (see ``PoseVAEStudyConfig.workers``).
     """
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 128
-    lr: float = 3e-3
-    kl_weight: float = 0.3
+    lr: float = 6e-3
+    kl_weight: float = 0.001
     kl_warmup_steps: int = 300
     sigma_m: float = 0.02
     bone_weight: float = 1.0
