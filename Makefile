@@ -20,7 +20,7 @@ $(BIN)/ramos: pyproject.toml
 setup: $(BIN)/ramos
 
 demo: setup
-	$(BIN)/ramos mnist --out runs/mnist
+	$(BIN)/ramos pipeline --out runs/pipeline
 
 test: setup
 	$(BIN)/python -m pytest -q
