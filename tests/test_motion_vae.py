@@ -303,3 +303,21 @@ def test_every_config_builds(path):
     cfg = load_config(MotionVAEConfig, path)
     vae = build_motion_vae(cfg, HUMANML3D, 200)
     assert vae.encoder.spec["init_args"]["latent_dim"] == cfg.net.latent_dim
+
+
+def test_smooth_decoder_filters_features_in_time():
+    from ramos.motion.nets.motion import MLPMotionDecoder
+
+    torch.manual_seed(0)
+    plain = MLPMotionDecoder(window=40, num_joints=22, latent_dim=8, hidden=[16])
+    smooth = MLPMotionDecoder(window=40, num_joints=22, latent_dim=8, hidden=[16], smooth=True)
+    smooth.load_state_dict(plain.state_dict())
+    z = torch.randn(3, 8)
+    f = plain.net(z).view(3, 40, -1)
+    want = f.clone()
+    want[:, 1:-1] = 0.25 * f[:, :-2] + 0.5 * f[:, 1:-1] + 0.25 * f[:, 2:]
+    want[:, 0] = 0.75 * f[:, 0] + 0.25 * f[:, 1]
+    want[:, -1] = 0.25 * f[:, -2] + 0.75 * f[:, -1]
+    torch.testing.assert_close(smooth(z), plain.features.positions(want))
+    jerk = [float(torch.diff(d(z), n=3, dim=1).norm(dim=-1).mean()) for d in (plain, smooth)]
+    assert jerk[1] < 0.5 * jerk[0]  # an untrained decoder's frames are independent: noise, filtered

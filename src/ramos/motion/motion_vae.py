@@ -58,6 +58,8 @@ class NetConfig:
         patch: conv only: frames merged by the first strided convolution.
         root_mode: root horizontal position as per-frame displacement (``"velocity"``) or absolute.
         dropout: MLP only: dropout on the flattened input.
+        smooth: MLP only: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
+            jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
     """
 
     family: Family = "mlp"
@@ -67,6 +69,7 @@ class NetConfig:
     patch: int = 4
     root_mode: RootMode = "velocity"
     dropout: float = 0.0
+    smooth: bool = True
 
 
 @dataclass
@@ -138,7 +141,7 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
                               "feature_mean": feature_mean, "feature_std": feature_std}
     if n.family == "mlp":
         encoder = MLPMotionEncoder(hidden=list(n.hidden), dropout=n.dropout, **common)
-        decoder = MLPMotionDecoder(hidden=list(reversed(n.hidden)), **common)
+        decoder = MLPMotionDecoder(hidden=list(reversed(n.hidden)), smooth=n.smooth, **common)
     elif n.family == "conv":
         encoder = ConvMotionEncoder(channels=list(n.channels), patch=n.patch, **common)
         decoder = ConvMotionDecoder(channels=list(n.channels), patch=n.patch, **common)
