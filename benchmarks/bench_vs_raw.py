@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_vs_raw"))
     parser.add_argument("--evaluator", type=Path, help="evaluator checkpoint (default: trained into OUT)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--steps", type=int, default=10, help="default: the generation API's")
+    parser.add_argument("--sampler", default="dpmsolver++", help="default: the generation API's")
     parser.add_argument("--guidance", type=float, default=2.5)
     parser.add_argument("--runs", type=int, default=5, help="timed batch-1 motions per model (median)")
     parser.add_argument("--n-per-label", type=int, default=8, help="motions per label for the FID")
@@ -105,7 +105,9 @@ def main() -> None:
 
     # Per-motion sampling time, batch 1, a full window, same sampler / steps / guidance.
     gen = MotionGenerator.load(latent_ckpt)
-    raw = load_raw_baseline(raw_ckpt)
+    # Like for like: the baseline samples through the same frozen TorchScript path as the latent model
+    # (MotionGenerator.load freezes its module).
+    raw = load_raw_baseline(raw_ckpt).freeze_for_inference()
     label = data.labels[0]
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance)
     lat_wall, lat_cpu = _time_batch1(lambda s: gen.sample([label], seconds=data.window / data.fps, seed=s, **kw),

@@ -191,3 +191,19 @@ def test_scheduler_copies_do_not_share_state(kind: str) -> None:
     for i in range(7):
         xa, xb = run(a, 10, xa, i), run(b, 7, xb, i)
     assert torch.equal(xa, x_alone)
+
+
+def test_denoiser_embeds_repeated_conditions_once_with_the_same_result() -> None:
+    """Timesteps and lengths are embedded once per distinct value and gathered back per item."""
+    from ramos.diffusion.nets import ResidualMLPDenoiser
+
+    torch.manual_seed(0)
+    net = ResidualMLPDenoiser(8, width=32, depth=2, num_classes=3, cond_scalars=["length"]).eval()
+    x = torch.randn(6, 8)
+    t = torch.tensor([5, 900, 5, 40, 900, 5])
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    length = torch.tensor([2.0, 2.0, 9.5, 2.0, 1.0, 9.5])
+    with torch.no_grad():
+        together = net(x, t, y, length=length)
+        alone = torch.cat([net(x[i:i + 1], t[i:i + 1], y[i:i + 1], length=length[i:i + 1]) for i in range(6)])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)

@@ -25,6 +25,14 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return torch.nn.functional.pad(emb, (0, dim % 2))
 
 
+def _embed_distinct(mlp: nn.Module, values: Tensor, width: int) -> Tensor:
+    """``mlp(timestep_embedding(values, width))`` computed once per distinct value: in a sampling
+    step every item has the same timestep, and lengths repeat, so this saves two matrix products
+    per item."""
+    distinct, index = torch.unique(values, return_inverse=True)
+    return mlp(timestep_embedding(distinct, width))[index]
+
+
 class ResBlock(nn.Module):
     """Pre-norm residual MLP block modulated by the conditioning vector (adaLN-style shift/scale)."""
 
@@ -73,14 +81,14 @@ class ResidualMLPDenoiser(Buildable):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, **cond: Tensor) -> Tensor:
         shape = x.shape
         h = self.inp(x.flatten(1))
-        c = self.t_embed(timestep_embedding(t, self.width))
+        c = _embed_distinct(self.t_embed, t.float(), self.width)
         if self.y_embed is not None:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
             c = c + self.y_embed(y)
         for k in self.cond_scalars:
             # Scalars (e.g. a length in seconds) reuse the sinusoidal embedding at a finer scale.
-            c = c + self.s_embed[k](timestep_embedding(cond[k].float() * 100.0, self.width))
+            c = c + _embed_distinct(self.s_embed[k], cond[k].float() * 100.0, self.width)
         c = torch.nn.functional.silu(c)
         for block in self.blocks:
             h = block(h, c)
