@@ -252,7 +252,8 @@ class LatentDiffusionModule(L.LightningModule):
 
         def denoise(x_in: Tensor, tt: Tensor, y_in: Tensor | None, c: dict[str, Tensor]) -> Tensor:
             if self._frozen is not None and use_ema and y_in is not None:
-                return self._frozen_call(("denoiser", *keys), _Denoise(net, keys), (x_in, tt, y_in, *[c[k] for k in keys]))
+                args = (x_in, tt, y_in, *[c[k] for k in keys])
+                return self._frozen_call(("denoiser", *keys), _Denoise(net, keys), args)
             return net(x_in, tt, y_in, **c)
 
         for t in scheduler.timesteps:
@@ -271,7 +272,7 @@ class LatentDiffusionModule(L.LightningModule):
                guidance: float = 1.0, generator: torch.Generator | None = None, use_ema: bool = True,
                cond: dict[str, Tensor] | None = None, noise: Tensor | None = None) -> Tensor:
         """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`)."""
-        with _threads_for_batch(n):
+        with _threads_for_batch(n, self.device):
             z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond, noise)
             return self.from_latent(z)
 
@@ -326,15 +327,15 @@ SMALL_BATCH = 4
 
 
 @contextlib.contextmanager
-def _threads_for_batch(n: int) -> Iterator[None]:
-    """One CPU thread for a small batch, restored afterwards.
+def _threads_for_batch(n: int, device: torch.device) -> Iterator[None]:
+    """One CPU thread for a small batch sampled on the CPU, restored afterwards.
 
     At batch 1-4 every operator is a matrix-vector product of microseconds: splitting it over
     threads costs more in OpenMP synchronisation than it saves (on 2 cores, 10-step sampling of one
-    motion took 28 ms with 2 threads and 22 ms with 1). GPUs and large batches are left alone.
+    motion took 28 ms with 2 threads and 22 ms with 1). Larger batches and GPUs are left alone.
     """
     before = torch.get_num_threads()
-    if n > SMALL_BATCH or before == 1:
+    if n > SMALL_BATCH or before == 1 or device.type != "cpu":
         yield
         return
     torch.set_num_threads(1)
