@@ -144,7 +144,7 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     duration = (t_in - 1) / fps_in
     t_out = int(math.floor(duration * fps_out + 1e-6)) + 1
     step = fps_in / fps_out
-    if _is_decimation(fps_in, fps_out):
+    if step > 1 and abs(step - round(step)) < 1e-9:
         # Output times fall on input frames (60 or 120 -> 20 fps): the interpolant passes through
         # them, so taking every k-th frame is the same result, ~50x faster.
         return np.array(positions[:: int(round(step))][:t_out], dtype=np.float32)
@@ -153,12 +153,6 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     flat = positions.reshape(t_in, -1).astype(np.float64)
     out = PchipInterpolator(times_in, flat, axis=0)(times_out)
     return out.reshape((t_out,) + positions.shape[1:]).astype(np.float32)
-
-
-def _is_decimation(fps_in: float, fps_out: float) -> bool:
-    """True when :func:`resample` keeps source frames as they are (same rate, or every k-th frame)."""
-    step = fps_in / fps_out
-    return math.isclose(step, 1.0, rel_tol=1e-9) or (step > 1 and abs(step - round(step)) < 1e-9)
 
 
 def clip_bone_lengths(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
