@@ -18,7 +18,7 @@ from ramos.motion.motion_vae import (
     reconstruction_metrics,
     train_motion_vae,
 )
-from ramos.motion.nets.motion import MotionFeatures, feature_stats
+from ramos.motion.nets.motion import MotionFeatures, feature_stats, init_buckets_from_pca
 from ramos.motion.skeleton import HUMANML3D
 from ramos.utils.config import load_config
 from ramos.vae import VAEModule
@@ -78,7 +78,8 @@ def write_toy_dataset(path: Path, n: int = 48, window: int = 40, seed: int = 0) 
 
 def tiny_config(family: str, **optim: object) -> MotionVAEConfig:
     overrides = {"net.family": family, "net.root_mode": "velocity", "net.latent_dim": 16, "net.hidden": [64], "net.channels": [16, 32],
-                 "net.patch": 2, "optim.batch_size": 16, "optim.render_every_n_epochs": 0,
+                 "net.patch": 2, "net.width": 32, "net.layers": 1, "net.heads": 2,
+                 "net.buckets": [8, 40], "net.residual": 16, "optim.batch_size": 16, "optim.render_every_n_epochs": 0,
                  "optim.val_every_n_epochs": 1, "optim.kl_warmup_steps": 0}
     overrides.update({f"optim.{k}": v for k, v in optim.items()})
     return load_config(MotionVAEConfig, None, overrides)
@@ -164,7 +165,7 @@ def test_foot_contact_term_only_on_contact_frames():
     assert loss(x_hat + x_air - x, {"motion": x_air})["foot"].item() == 0.0
 
 
-@pytest.mark.parametrize("family", ["mlp", "conv"])
+@pytest.mark.parametrize("family", ["mlp", "conv", "transformer", "bucketed"])
 def test_padded_frames_change_no_loss(family):
     """The masking contract: whatever the padded frames hold, every loss term is the same."""
     torch.manual_seed(0)
@@ -232,7 +233,7 @@ def test_reconstruction_metrics_in_millimetres():
 
 
 # --- networks and training ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family", ["mlp", "conv"])
+@pytest.mark.parametrize("family", ["mlp", "conv", "transformer", "bucketed"])
 def test_shapes_and_default_sizes(family):
     cfg = load_config(MotionVAEConfig, None, {"net.family": family})
     vae = build_motion_vae(cfg, HUMANML3D, 200)
@@ -242,7 +243,49 @@ def test_shapes_and_default_sizes(family):
     assert vae.decode(mu).shape == (3, 200, 22, 3)
 
 
-@pytest.mark.parametrize("family", ["mlp", "conv"])
+def test_bucketed_vae_routes_by_length_and_starts_from_pca():
+    """A window is encoded and decoded by its length's bucket only, and after the PCA init a set of
+    windows spanning fewer dimensions than the latent is reconstructed exactly."""
+    torch.manual_seed(0)
+    cfg = tiny_config("bucketed")
+    cfg.net.smooth = False  # the temporal filter would blur the exact reconstruction
+    vae = build_motion_vae(cfg, HUMANML3D, 40).eval()
+    enc, dec = vae.encoder, vae.decoder
+    base = torch.as_tensor(toy_motions(1, 40)[0])[0]
+    # 60 windows of 6 frames (bucket 0) in a 5-dimensional affine family of motions.
+    x = base + torch.einsum("nk,kfjc->nfjc", torch.randn(60, 5), 0.05 * torch.randn(5, 40, 22, 3))
+    mask = torch.arange(40)[None] < torch.full((60, 1), 6)
+    init_buckets_from_pca(enc, dec, x, mask)
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(x, mask)[0], mask)
+        assert (rec - x)[:, :6].abs().max() < 1e-3
+        # Bucket 1 (longer windows) plays no part in a 6-frame window's code or decoding.
+        mu = vae.encode(x[:4], mask[:4])[0]
+        for p in [*enc.experts[1].parameters(), *dec.experts[1].parameters()]:
+            p.add_(1.0)
+        assert torch.equal(vae.encode(x[:4], mask[:4])[0], mu)
+        assert torch.allclose(vae.decode(mu, mask[:4]), rec[:4])
+        assert not torch.allclose(vae.decode(mu), rec[:4])  # no mask: the longest bucket decodes
+
+
+def test_transformer_decoder_decodes_to_the_length():
+    """Queries past the length are masked out of attention: the valid frames do not depend on how
+    many padded frames follow, so a short window is decoded by its own queries alone."""
+    torch.manual_seed(0)
+    dec = build_motion_vae(tiny_config("transformer"), HUMANML3D, 40).decoder.eval()
+    z = torch.randn(2, 16)
+    short = torch.arange(40)[None] < torch.tensor([[6], [13]])
+    with torch.no_grad():
+        a, full = dec(z, short), dec(z)
+        # Same lengths, same output; the valid frames differ from a decode that sees 40 valid frames.
+        assert torch.allclose(a, dec(z, short.clone()))
+        assert not torch.allclose(a[0, :6], full[0, :6], atol=1e-4)
+        # A batch partner of another length changes nothing either (no cross-item leakage).
+        b = dec(torch.cat([z[:1], torch.randn(1, 16)]), torch.cat([short[:1], torch.ones(1, 40, dtype=torch.bool)]))
+    assert torch.allclose(a[0, :6], b[0, :6], atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["mlp", "conv", "transformer", "bucketed"])
 def test_tiny_training_lowers_the_loss(family, tmp_path):
     L.seed_everything(0, verbose=False)
     batch = _batch(16)

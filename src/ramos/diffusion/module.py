@@ -100,14 +100,14 @@ class LatentDiffusionModule(L.LightningModule):
             return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         return mu
 
-    def from_latent(self, z: Tensor) -> Tensor:
-        """(Unnormalised) latent -> data."""
+    def from_latent(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """(Unnormalised) latent -> data; ``mask`` (e.g. the valid frames) goes to decoders that take one."""
         if self.autoencoder is None:
             return z
         decoder = getattr(self.autoencoder, "decoder", None)  # the network inside a VAEModule
         if self._frozen is not None and isinstance(decoder, nn.Module) and not torch.is_grad_enabled():
-            return self._frozen_call("decode", decoder, (z,))
-        return self.autoencoder.decode(z)
+            return self._frozen_call("decode", decoder, (z,) if mask is None else (z, mask))
+        return self.autoencoder.decode(z, mask)
 
     # --- fast inference ------------------------------------------------------------------------
     def freeze_for_inference(self) -> LatentDiffusionModule:
@@ -270,11 +270,13 @@ class LatentDiffusionModule(L.LightningModule):
     @torch.inference_mode()
     def sample(self, n: int, labels: Tensor | None = None, steps: int = 20, sampler: Sampler | str = "ddim",
                guidance: float = 1.0, generator: torch.Generator | None = None, use_ema: bool = True,
-               cond: dict[str, Tensor] | None = None, noise: Tensor | None = None) -> Tensor:
-        """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`)."""
+               cond: dict[str, Tensor] | None = None, noise: Tensor | None = None,
+               decode_mask: Tensor | None = None) -> Tensor:
+        """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`);
+        ``decode_mask`` goes to the decoder (see :meth:`from_latent`)."""
         with _threads_for_batch(n, self.device):
             z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond, noise)
-            return self.from_latent(z)
+            return self.from_latent(z, None if decode_mask is None else decode_mask.to(self.device))
 
     # --- checkpoints -------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

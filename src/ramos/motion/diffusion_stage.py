@@ -166,7 +166,7 @@ def check_vae(vae: torch.nn.Module, data: MotionDataset, vae_path: str | os.Path
     try:
         with torch.no_grad():
             mu, _ = vae.encode(x, mask)
-            out = vae.decode(mu)
+            out = vae.decode(mu, mask)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise MotionDiffusionError(f"{vae_path}: this VAE cannot encode {data.path}'s {shape} "
                                    f"({' '.join(str(exc).split())[:160]})") from None

@@ -173,6 +173,8 @@ class MotionGenerator:
         else:
             frames = [self.draw_frames(lab, np.random.default_rng(s)) for lab, s in zip(labels, seeds)]
         length_s = torch.tensor(frames, dtype=torch.float32) / self.fps
+        # The valid frames, for decoders that decode to the length (the transformer's queries).
+        valid = torch.arange(self.window)[None, :] < torch.tensor(frames)[:, None]
         latent_shape = tuple(int(v) for v in self.module.latent_shape.tolist())
         noise = torch.stack([torch.randn(latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         generator = torch.Generator().manual_seed(int(seed))
@@ -180,7 +182,8 @@ class MotionGenerator:
         for a in range(0, n, MAX_BATCH):
             b = min(n, a + MAX_BATCH)
             out = self.module.sample(b - a, y[a:b], steps=steps, sampler=sampler, guidance=guidance,
-                                     generator=generator, cond={"length": length_s[a:b]}, noise=noise[a:b])
+                                     generator=generator, cond={"length": length_s[a:b]}, noise=noise[a:b],
+                                     decode_mask=valid[a:b])
             out = out.float().cpu().numpy()
             motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,

@@ -26,12 +26,17 @@ from tqdm import tqdm
 from ramos.motion import metrics as M
 from ramos.motion.motion_losses import MaskedMotionLoss
 from ramos.motion.nets.motion import (
+    BucketedMotionDecoder,
+    BucketedMotionEncoder,
     ConvMotionDecoder,
     ConvMotionEncoder,
     MLPMotionDecoder,
     MLPMotionEncoder,
     RootMode,
+    TransformerMotionDecoder,
+    TransformerMotionEncoder,
     feature_stats,
+    init_buckets_from_pca,
 )
 from ramos.motion.preprocess import canonicalize, pad_window
 from ramos.motion.skeleton import Skeleton
@@ -41,7 +46,7 @@ from ramos.vae import VAEModule
 
 log = logging.getLogger(__name__)
 
-Family = Literal["mlp", "conv"]
+Family = Literal["mlp", "conv", "transformer", "bucketed"]
 
 
 # --- configuration ----------------------------------------------------------------------------------
@@ -55,10 +60,14 @@ class NetConfig:
         hidden: MLP hidden widths (encoder order; the decoder uses them reversed).
         channels: conv channel widths per level, fine to coarse (level 0 at window/patch steps, each
             further level at half the rate).
-        patch: conv only: frames merged by the first strided convolution.
+        patch: conv and transformer: frames merged into one step (conv) or token (transformer).
+        width, heads, layers: transformer only: token width, attention heads, blocks per network.
+        buckets: bucketed only: the longest length (frames) of each length range with its own encoder
+            and decoder, ascending, ending at the window.
+        residual: bucketed only: width of each bucket's MLP beside its PCA-initialised linear map (0: none).
         root_mode: root horizontal position as per-frame displacement (``"velocity"``) or absolute.
         dropout: MLP only: dropout on the flattened input.
-        smooth: MLP only: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
+        smooth: MLP, transformer and bucketed: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
             jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
     """
 
@@ -67,6 +76,11 @@ class NetConfig:
     hidden: list[int] = field(default_factory=lambda: [512])
     channels: list[int] = field(default_factory=lambda: [96, 128])
     patch: int = 4
+    width: int = 256
+    heads: int = 4
+    layers: int = 4
+    buckets: list[int] = field(default_factory=lambda: [16, 48, 200])
+    residual: int = 512
     root_mode: RootMode = "velocity"
     dropout: float = 0.0
     smooth: bool = True
@@ -145,8 +159,16 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
     elif n.family == "conv":
         encoder = ConvMotionEncoder(channels=list(n.channels), patch=n.patch, **common)
         decoder = ConvMotionDecoder(channels=list(n.channels), patch=n.patch, **common)
+    elif n.family == "transformer":
+        arch = {"width": n.width, "heads": n.heads, "layers": n.layers, "patch": n.patch}
+        encoder = TransformerMotionEncoder(**arch, **common)
+        decoder = TransformerMotionDecoder(**arch, smooth=n.smooth, **common)
+    elif n.family == "bucketed":
+        buckets = [b for b in n.buckets if b < window] + [window]  # a shorter window caps the buckets
+        encoder = BucketedMotionEncoder(buckets=buckets, hidden=n.residual, **common)
+        decoder = BucketedMotionDecoder(buckets=buckets, hidden=n.residual, smooth=n.smooth, **common)
     else:
-        raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp' or 'conv'")
+        raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp', 'conv', 'transformer' or 'bucketed'")
     lc = cfg.loss
     dim = skeleton.num_joints * 3
     if lc.feature_weight > 0 and feature_std is None:  # untrained/benchmark builds: unit statistics
@@ -198,6 +220,35 @@ class RandomLengthCrop(Dataset):
         return item
 
 
+def _init_buckets(vae: VAEModule, data: Any, train_idx: np.ndarray, seed: int, per_bucket: int = 3000) -> None:
+    """PCA-initialise every bucket of a bucketed VAE from training windows of the bucket's lengths:
+    crops starting anywhere (normalised again, as :class:`RandomLengthCrop` makes them) and, for the
+    longest bucket, half of them whole prepared windows."""
+    rng = np.random.default_rng(seed)
+    skeleton, window = data.skeleton, data.window
+    lengths = data.lengths[train_idx]
+    lo = 0
+    for b in vae.encoder.buckets:
+        pool = train_idx[lengths > lo]
+        if len(pool) == 0:
+            break
+        xs, ns = [], []
+        for i in rng.choice(pool, per_bucket):
+            valid = int(data.lengths[i])
+            if b == window and rng.random() < 0.5:
+                xs.append(np.asarray(data.windows[i], np.float32))
+                ns.append(valid)
+                continue
+            top = min(b, valid)
+            n = int(round(math.exp(rng.uniform(math.log(min(lo + 1, top)), math.log(top)))))
+            start = int(rng.integers(0, valid - n + 1))
+            xs.append(pad_window(canonicalize(np.asarray(data.windows[i, start:start + n]), skeleton), window)[0])
+            ns.append(n)
+        x = torch.from_numpy(np.stack(xs))
+        init_buckets_from_pca(vae.encoder, vae.decoder, x, torch.arange(window)[None, :] < torch.tensor(ns)[:, None])
+        lo = b
+
+
 # --- evaluation ------------------------------------------------------------------------------------------
 @torch.no_grad()
 def reconstruct(vae: VAEModule, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 256,
@@ -211,7 +262,7 @@ def reconstruct(vae: VAEModule, windows: np.ndarray, lengths: np.ndarray, batch_
         x = torch.as_tensor(np.asarray(windows[a:a + batch_size], dtype=np.float32))
         mask = torch.arange(w)[None, :] < torch.as_tensor(lengths[a:a + batch_size])[:, None]
         mu, _ = vae.encode(x, mask)
-        out[a:a + len(x)] = vae.decode(mu).numpy()
+        out[a:a + len(x)] = vae.decode(mu, mask).numpy()
     vae.train(was_training)
     return out
 
@@ -332,6 +383,8 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
     sample_mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[np.sort(stats_idx)])[:, None]
     mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis, cfg.net.root_mode)
     vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std)
+    if isinstance(vae.encoder, BucketedMotionEncoder):
+        _init_buckets(vae, data, train_idx, o.seed)
 
     train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed,
                                 data.skeleton if o.crop_anywhere else None)

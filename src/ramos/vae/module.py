@@ -56,14 +56,14 @@ class VAEModule(L.LightningModule):
         """Posterior parameters (mu, logvar) of ``x``."""
         return self.encoder(x) if mask is None else self.encoder(x, mask)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Reconstruction from latent ``z``."""
-        return self.decoder(z)
+    def decode(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Reconstruction from latent ``z``; ``mask`` (valid frames) goes to decoders that take it."""
+        return self.decoder(z) if mask is None else self.decoder(z, mask)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         mu, logvar = self.encode(x, mask)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-        return self.decode(z), mu, logvar
+        return self.decode(z, mask), mu, logvar
 
     # --- training -----------------------------------------------------------------------
     def kl_weight_now(self) -> float:

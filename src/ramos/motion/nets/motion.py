@@ -102,6 +102,12 @@ class MotionFeatures(nn.Module):
         return torch.cat([f * m, m], dim=-1)
 
 
+def _smooth_time(f: Tensor) -> Tensor:
+    """A fixed [1, 2, 1] / 4 filter along time (dim 1) of features (B, T, C), edge frames repeated."""
+    padded = torch.cat([f[:, :1], f, f[:, -1:]], dim=1)
+    return 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
+
+
 def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1,
                   root_mode: RootMode = "velocity") -> tuple[list[float], list[float]]:
     """Per-feature mean and std over the valid frames of ``windows`` (N, T, J, 3), as plain lists."""
@@ -168,11 +174,11 @@ class MLPMotionDecoder(Buildable):
         self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
         self.net = mlp([latent_dim, *(hidden or [512, 1024]), window * num_joints * 3])
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Positions (B, W, J, 3) of latents (B, latent_dim); ``mask`` is accepted and not needed."""
         f = self.net(z).view(z.shape[0], self.window, -1)
         if self.smooth:
-            padded = torch.cat([f[:, :1], f, f[:, -1:]], dim=1)  # edge frames repeated
-            f = 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
+            f = _smooth_time(f)
         return self.features.positions(f)
 
 
@@ -261,7 +267,246 @@ class ConvMotionDecoder(Buildable):
         self.conv = nn.Sequential(*layers)
         self.channels0 = chans[0]
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Positions (B, W, J, 3) of latents (B, latent_dim); ``mask`` is accepted and not needed."""
         h = self.head(z).view(z.shape[0], self.channels0, self.low)
         f = self.conv(h)[:, :, : self.window].transpose(1, 2)
         return self.features.positions(f)
+
+
+# --- the transformer family (MLD-style, on patches of frames) ----------------------------------------
+def _token_mask(mask: Tensor | None, batch: int, tokens: int, patch: int, device: torch.device) -> Tensor:
+    """(B, N) True where a patch of ``patch`` frames holds at least one valid frame."""
+    if mask is None:
+        return torch.ones(batch, tokens, dtype=torch.bool, device=device)
+    padded = nn.functional.pad(mask.bool(), (0, tokens * patch - mask.shape[1]))
+    return padded.view(batch, tokens, patch).any(-1)
+
+
+def _transformer(width: int, heads: int, layers: int) -> nn.TransformerEncoder:
+    # Pre-norm blocks train stably without warm-up; no nested tensors so that tracing sees plain ops.
+    layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class TransformerMotionEncoder(Buildable):
+    """Patches of ``patch`` frames -> tokens, a learned distribution token in front, a transformer
+    encoder with padded patches masked out; the distribution token's output -> (mu, logvar).
+
+    The weights are shared across time (every patch goes through the same embedding), so a pose
+    learnt at one frame is understood at any other: the flattened MLP learns every frame slot
+    separately. This is MLD's VAE encoder, on patches to make it affordable on a CPU.
+
+    Args:
+        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
+        width: token width. heads: attention heads. layers: transformer blocks.
+        patch: frames per token.
+        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
+    """
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, width: int = 256, heads: int = 4,
+                 layers: int = 4, patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
+        super().__init__()
+        self.window, self.patch = window, patch
+        self.tokens = math.ceil(window / patch)
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.embed = nn.Linear(patch * (num_joints * 3 + 1), width)
+        self.pos = nn.Parameter(torch.randn(1, self.tokens + 1, width) * 0.02)
+        self.dist = nn.Parameter(torch.zeros(1, 1, width))
+        self.body = _transformer(width, heads, layers)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 2 * latent_dim)
+        _init_logvar(self.head, latent_dim)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        b = x.shape[0]
+        f = self.features.masked_input(x, mask)
+        f = nn.functional.pad(f, (0, 0, 0, self.tokens * self.patch - self.window))
+        h = torch.cat([self.dist.expand(b, -1, -1), self.embed(f.reshape(b, self.tokens, -1))], dim=1) + self.pos
+        valid = _token_mask(mask, b, self.tokens, self.patch, x.device)
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), valid], dim=1)
+        h = self.body(h, src_key_padding_mask=~keep)
+        return _split_posterior(self.head(self.norm(h[:, 0])))
+
+
+class TransformerMotionDecoder(Buildable):
+    """Latent -> one token; per patch a query (its position plus the projected latent); a
+    transformer over [latent token, queries] -> ``patch`` frames of features per query -> positions.
+
+    The decoder is told the length (``mask``, as the encoder is): queries past it are masked out of
+    attention, so a short window is decoded by its own queries only and the latent need not spend
+    capacity on where it ends. Without a mask every frame counts as valid.
+    """
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, width: int = 256, heads: int = 4,
+                 layers: int = 4, patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
+                 smooth: bool = False) -> None:
+        super().__init__()
+        self.window, self.patch, self.smooth = window, patch, smooth
+        self.tokens = math.ceil(window / patch)
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.latent_in = nn.Linear(latent_dim, width)
+        self.query_in = nn.Linear(latent_dim, width)
+        self.pos = nn.Parameter(torch.randn(1, self.tokens + 1, width) * 0.02)
+        self.body = _transformer(width, heads, layers)
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, patch * num_joints * 3)
+
+    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        b = z.shape[0]
+        queries = self.query_in(z)[:, None].expand(b, self.tokens, -1)
+        h = torch.cat([self.latent_in(z)[:, None], queries], dim=1) + self.pos
+        valid = _token_mask(mask, b, self.tokens, self.patch, z.device)
+        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=z.device), valid], dim=1)
+        h = self.body(h, src_key_padding_mask=~keep)
+        f = self.out(self.norm(h[:, 1:])).reshape(b, self.tokens * self.patch, -1)[:, : self.window]
+        if self.smooth:
+            f = _smooth_time(f)
+        return self.features.positions(f)
+
+
+# --- the length-bucketed family: per length range, a PCA-initialised linear map plus an MLP -------------
+def bucket_of(lengths: Tensor, buckets: Sequence[int]) -> Tensor:
+    """Index of the first bucket whose longest length (frames) holds each of ``lengths``."""
+    edges = torch.as_tensor(list(buckets)[:-1], dtype=lengths.dtype, device=lengths.device)
+    return torch.bucketize(lengths, edges, right=False)
+
+
+def _lengths(mask: Tensor | None, batch: int, window: int, device: torch.device) -> Tensor:
+    if mask is None:
+        return torch.full((batch,), window, dtype=torch.long, device=device)
+    return mask.long().sum(1)
+
+
+def _pick(outputs: list[Tensor], index: Tensor) -> Tensor:
+    """Row ``i`` of ``outputs[index[i]]`` (every output computed for the whole batch: trace-friendly)."""
+    stacked = torch.stack(outputs)  # (K, B, ...)
+    gather = index.view(1, -1, *[1] * (stacked.dim() - 2)).expand(1, *stacked.shape[1:])
+    return stacked.gather(0, gather)[0]
+
+
+class LinearResidual(nn.Module):
+    """``linear(x) + mlp(x)``: the linear map is set to a PCA basis before training
+    (:meth:`set_linear`) and the MLP's last layer starts at zero, so training starts from the PCA
+    solution and learns only what a linear code misses."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.mlp = mlp([n_in, hidden, n_out]) if hidden > 0 else None
+        if self.mlp is not None:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
+
+    def set_linear(self, weight: Tensor, bias: Tensor) -> None:
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) if self.mlp is None else self.linear(x) + self.mlp(x)
+
+
+def _check_buckets(buckets: Sequence[int] | None, window: int) -> list[int]:
+    out = sorted(int(b) for b in (buckets or [window]))
+    if out[-1] != window or out[0] < 1 or len(set(out)) != len(out):
+        raise ValueError(f"buckets must be distinct lengths in 1..{window} ending at the window ({window}), got {buckets}")
+    return out
+
+
+class BucketedMotionEncoder(Buildable):
+    """Per length range ("bucket", given by its longest length), its own encoder of the window's first
+    ``bucket`` frames; a window goes through the encoder of the shortest bucket that holds it.
+
+    Why: a 4-frame window and a 10 s one need different codes. One map for all lengths spends the
+    latent on the long windows' variance (a PCA of 256 components fitted on a mix of lengths
+    reconstructs 3-13-frame held-out windows to 149 mm; fitted on short windows alone, to 11 mm,
+    docs/motion_vae.md). Each bucket's map is linear (PCA-initialised, generalises to unseen poses:
+    the flattened MLP learns the training poses and misses new ones) plus an MLP residual.
+
+    Args:
+        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
+        buckets: the longest length of each bucket, ascending; the last is the window.
+        hidden: width of each bucket's MLP residual (0: linear only).
+        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
+    """
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
+                 hidden: int = 512, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
+        super().__init__()
+        self.window, self.latent_dim = window, latent_dim
+        self.buckets = _check_buckets(buckets, window)
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.experts = nn.ModuleList(LinearResidual(b * (num_joints * 3 + 1), latent_dim, hidden) for b in self.buckets)
+        # Per-bucket posterior log-variance, one value per dimension: the means carry the content.
+        self.logvar = nn.Parameter(torch.full((len(self.buckets), latent_dim), _LOGVAR_INIT))
+
+    def inputs(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """Masked standardised features + mask channel (B, W, J * 3 + 1), as every bucket reads them."""
+        return self.features.masked_input(x, mask)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        f = self.inputs(x, mask)
+        index = bucket_of(_lengths(mask, x.shape[0], self.window, x.device), self.buckets)
+        mu = _pick([e(f[:, :b].flatten(1)) for e, b in zip(self.experts, self.buckets)], index)
+        return mu, self.logvar[index].clamp(*_LOGVAR_RANGE)
+
+
+class BucketedMotionDecoder(Buildable):
+    """The decoders of :class:`BucketedMotionEncoder`'s buckets: a latent is decoded by its length's
+    bucket (``mask``: the valid frames; without it, the longest bucket) into that bucket's frames;
+    the rest of the window repeats the last decoded frame (padding: cut by the caller)."""
+
+    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
+                 hidden: int = 512, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
+                 smooth: bool = False) -> None:
+        super().__init__()
+        self.window, self.smooth = window, smooth
+        self.buckets = _check_buckets(buckets, window)
+        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
+
+    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Positions (B, W, J, 3) metres of latents (B, latent_dim)."""
+        n = z.shape[0]
+        outs = []
+        for e, b in zip(self.experts, self.buckets):
+            f = e(z).view(n, b, -1)
+            outs.append(torch.cat([f, f[:, -1:].expand(n, self.window - b, -1)], dim=1))
+        f = _pick(outs, bucket_of(_lengths(mask, n, self.window, z.device), self.buckets))
+        if self.smooth:
+            f = _smooth_time(f)
+        return self.features.positions(f)
+
+
+@torch.no_grad()
+def init_buckets_from_pca(encoder: BucketedMotionEncoder, decoder: BucketedMotionDecoder, x: Tensor,
+                          mask: Tensor, oversample: int = 16) -> None:
+    """Set every bucket's linear maps to the PCA of the windows ``x`` (N, W, J, 3) that fall in it.
+
+    The encoder's map becomes the projection onto the top ``latent_dim`` principal components of the
+    bucket's encoder inputs, the decoder's map the reconstruction from them (randomised SVD,
+    :func:`torch.svd_lowrank`). A bucket with fewer windows than ``latent_dim`` keeps its random init.
+    """
+    f = encoder.inputs(x, mask)
+    index = bucket_of(mask.long().sum(1), encoder.buckets)
+    dim = encoder.features.dim
+    for k, b in enumerate(encoder.buckets):
+        rows = f[index == k, :b]
+        z = encoder.latent_dim
+        if rows.shape[0] <= z:
+            continue
+        flat = rows.flatten(1)
+        mean = flat.mean(0)
+        basis = torch.svd_lowrank(flat, q=min(z + oversample, *flat.shape), niter=3, M=mean[None])[2].T[:z]
+        # Fewer input numbers than latent dimensions (e.g. 3 frames): the extra dimensions stay unused.
+        basis = torch.cat([basis, basis.new_zeros(z - basis.shape[0], basis.shape[1])])
+        encoder.experts[k].set_linear(basis, -basis @ mean)
+        # The decoder writes features only: drop the mask channel from each frame of the basis.
+        keep = (torch.arange(b * (dim + 1)) % (dim + 1)) < dim
+        decoder.experts[k].set_linear(basis[:, keep].T, mean[keep])
