@@ -47,12 +47,12 @@ def throughput(vae, batch: int, seconds: float) -> float:
     mask[: batch // 2, 120:] = False  # half of the windows padded, as in real data
     vae.eval()
     with torch.no_grad():
-        vae.decode(vae.encode(x, mask)[0])
+        vae.decode(vae.encode(x, mask)[0], mask)
         rates = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end or len(rates) < 3:
             t = time.perf_counter()
-            vae.decode(vae.encode(x, mask)[0])
+            vae.decode(vae.encode(x, mask)[0], mask)
             rates.append(batch / (time.perf_counter() - t))
     return statistics.median(rates)
 

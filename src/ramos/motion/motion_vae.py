@@ -55,7 +55,8 @@ class NetConfig:
     """The encoder/decoder pair.
 
     Attributes:
-        family: ``"mlp"`` (the flattened window; fastest on CPU) or ``"conv"`` (temporal convolutions).
+        family: ``"bucketed"`` (per length range a PCA-initialised linear map plus an MLP; the default),
+            ``"mlp"`` (the flattened window), ``"conv"`` (temporal convolutions) or ``"transformer"``.
         latent_dim: size of the latent vector per window.
         hidden: MLP hidden widths (encoder order; the decoder uses them reversed).
         channels: conv channel widths per level, fine to coarse (level 0 at window/patch steps, each
@@ -71,7 +72,7 @@ class NetConfig:
             jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
     """
 
-    family: Family = "mlp"
+    family: Family = "bucketed"
     latent_dim: int = 256
     hidden: list[int] = field(default_factory=lambda: [512])
     channels: list[int] = field(default_factory=lambda: [96, 128])
@@ -83,7 +84,7 @@ class NetConfig:
     residual: int = 512
     root_mode: RootMode = "velocity"
     dropout: float = 0.0
-    smooth: bool = True
+    smooth: bool = False
 
 
 @dataclass
@@ -95,8 +96,8 @@ class LossConfig:
     foot_contact_weight: float = 5.0
     contact_height_m: float = 0.05
     contact_speed_m_per_frame: float = 0.025
-    per_window: bool = False
-    feature_weight: float = 0.0
+    per_window: bool = True
+    feature_weight: float = 1.0
 
 
 @dataclass
@@ -121,13 +122,13 @@ class OptimConfig:
     """
 
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 2e-4
     weight_decay: float = 0.0
     kl_weight: float = 1e-4
     kl_warmup_steps: int = 500
-    max_epochs: int = 30
-    max_minutes: float = 14.0
-    crop_prob: float = 0.3
+    max_epochs: int = 32
+    max_minutes: float = 10.0
+    crop_prob: float = 0.5
     min_crop_frames: int = 3
     crop_anywhere: bool = True
     seed: int = 0

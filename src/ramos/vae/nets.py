@@ -41,5 +41,6 @@ class MLPDecoder(Buildable):
         self.output_shape = list(output_shape)
         self.net = mlp([latent_dim, *(hidden or [256, 256]), math.prod(output_shape)])
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``mask`` (valid frames of variable-length data) is accepted, like the encoder's, and not needed."""
         return self.net(z).view(z.shape[0], *self.output_shape)
