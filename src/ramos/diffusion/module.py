@@ -43,10 +43,6 @@ class LatentDiffusionModule(L.LightningModule):
         class_names: names of the labels (index order), kept in the checkpoint for users.
         data_info: plain JSON-able facts about the data the stage needs at sampling time
             (e.g. fps, window length, per-label length distributions); kept in the checkpoint.
-        latent_norm: ``"scalar"``: one shift and scale for the whole latent (Stable Diffusion's scale
-            factor; right for isotropic latents); ``"per_dim"``: each latent dimension standardised
-            on its own (for latents whose dimensions differ in scale by orders of magnitude, such as
-            a PCA-initialised VAE's: with one scale the small dimensions drown in the noise early).
     """
 
     def __init__(
@@ -65,7 +61,6 @@ class LatentDiffusionModule(L.LightningModule):
         sample_posterior: bool = False,
         class_names: list[str] | None = None,
         data_info: dict[str, Any] | None = None,
-        latent_norm: str = "scalar",
     ) -> None:
         super().__init__()
         noise_cfg = NoiseConfig.from_any(noise)
@@ -74,10 +69,8 @@ class LatentDiffusionModule(L.LightningModule):
             "lr": lr, "weight_decay": weight_decay, "ema_decay": ema_decay, "input_key": input_key,
             "label_key": label_key, "cond_keys": list(cond_keys or []), "sample_posterior": sample_posterior,
             "class_names": list(class_names) if class_names is not None else None,
-            "data_info": dict(data_info or {}), "latent_norm": latent_norm,
+            "data_info": dict(data_info or {}),
         })
-        if latent_norm not in ("scalar", "per_dim"):
-            raise ValueError(f"latent_norm must be 'scalar' or 'per_dim', got {latent_norm!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
         self.noise_cfg = noise_cfg
@@ -145,20 +138,20 @@ class LatentDiffusionModule(L.LightningModule):
         return fn(*args)
 
     def _init_latent_stats(self, z: Tensor) -> None:
-        shift, var = (z.mean(0), z.var(0)) if self.hparams.get("latent_norm") == "per_dim" else (z.mean(), z.var())
+        shift, var = z.mean(), z.var()
         # ``self.trainer`` raises outside a Trainer; the statistics are also needed there (tests, notebooks).
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1:
             # Every DDP rank must use identical statistics.
             shift = trainer.strategy.reduce(shift, reduce_op="mean")
             var = trainer.strategy.reduce(var, reduce_op="mean")
-        self.latent_shift = shift.detach().clone()
-        self.latent_scale = var.clamp_min(1e-8).sqrt().detach()
+        self.latent_shift.copy_(shift)
+        self.latent_scale.copy_(var.clamp_min(1e-8).sqrt())
         self.latent_shape = torch.tensor(z.shape[1:], dtype=torch.long, device=z.device)
 
     @property
     def is_initialised(self) -> bool:
-        return bool((self.latent_scale > 0).all())
+        return bool(self.latent_scale > 0)
 
     # --- training ---------------------------------------------------------------------------
     def _labels(self, batch: dict[str, Tensor], n: int, drop: bool) -> Tensor | None:
@@ -297,16 +290,9 @@ class LatentDiffusionModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # latent_shape is sized by the first training batch; size it like the saved one so that
         # Lightning's strict state-dict load works when a run resumes (trainer.fit(ckpt_path=...)).
-        self._size_latent_buffers(checkpoint.get("state_dict", {}))
-
-    def _size_latent_buffers(self, state: dict[str, Tensor]) -> None:
-        # Sized by the first training batch (per-dimension statistics are vectors): size them like
-        # the saved ones so that a strict state-dict load works.
-        for name in ("latent_shape", "latent_shift", "latent_scale"):
-            saved = state.get(name)
-            if saved is not None:
-                old = getattr(self, name)
-                setattr(self, name, torch.zeros(tuple(saved.shape), dtype=old.dtype, device=old.device))
+        saved = checkpoint.get("state_dict", {}).get("latent_shape")
+        if saved is not None:
+            self.latent_shape = torch.zeros(tuple(saved.shape), dtype=torch.long, device=self.latent_shape.device)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatentDiffusionModule:
@@ -322,7 +308,7 @@ class LatentDiffusionModule(L.LightningModule):
         hp = dict(ckpt.get("hyper_parameters", {}))
         module = cls(build(specs["denoiser"]), autoencoder, **hp)
         state = ckpt["state_dict"]
-        module._size_latent_buffers(state)
+        module.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)
         module.load_state_dict(state)
         return module.eval()
 

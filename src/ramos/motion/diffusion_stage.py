@@ -86,8 +86,6 @@ class MotionDiffusionConfig:
             ``strip_labels`` labels, one motion each).
         log_every_n_steps: TensorBoard scalar interval.
         num_workers: DataLoader workers.
-        latent_norm: ``"per_dim"`` (each latent dimension standardised: the bucketed VAE's
-            PCA-initialised dimensions differ in scale by 20x) or ``"scalar"`` (one scale).
     """
 
     seed: int = 0
@@ -105,7 +103,6 @@ class MotionDiffusionConfig:
     strip_labels: int = 6
     log_every_n_steps: int = 50
     num_workers: int = 0
-    latent_norm: str = "per_dim"
 
 
 class MotionDiffusionError(ValueError):
@@ -190,7 +187,7 @@ def build_module(vae: torch.nn.Module, data: MotionDataset, cfg: MotionDiffusion
         denoiser, vae, num_classes=len(data.labels), cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
         lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay, input_key="motion",
         label_key="label", cond_keys=["length"], class_names=list(data.labels) or None,
-        data_info=data_info(data, vae_path), latent_norm=cfg.latent_norm,
+        data_info=data_info(data, vae_path),
     )
 
 
