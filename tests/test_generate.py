@@ -21,6 +21,7 @@ from ramos.motion.datamodule import WindowDataset
 from ramos.motion.diffusion_stage import (
     MotionDiffusionConfig,
     MotionDiffusionError,
+    SecondsDataModule,
     build_module,
     length_histograms,
 )
@@ -286,6 +287,24 @@ def test_training_refuses_a_vae_of_another_window(trained):
     data = MotionDataset(trained[0])
     with pytest.raises(MotionDiffusionError, match="this VAE cannot encode"):
         build_module(_tiny_vae(window=30), data, MotionDiffusionConfig(), "other.ckpt")
+
+
+def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
+    """Training batches carry latents encoded once; they equal what the encoder gives per batch, so
+    the diffusion loss is the same with and without the cache."""
+    data_dir, vae_path, _, _ = trained
+    dm = SecondsDataModule(data_dir, batch_size=8)
+    module = build_module(VAEModule.load(vae_path), dm.dataset, MotionDiffusionConfig(), vae_path)
+    plain = next(iter(DataLoader(dm.split("train"), batch_size=8)))
+    dm.cache_latents(module, batch_size=5)  # a batch size that does not divide the split
+    cached = next(iter(DataLoader(dm.split("train"), batch_size=8)))
+    assert "motion" not in cached and cached["latent"].shape == (8, 8)
+    assert torch.allclose(cached["latent"], module.to_latent(plain["motion"], plain["mask"]), atol=1e-5)
+    losses = []
+    for batch in (plain, cached):
+        torch.manual_seed(3)
+        losses.append(module.diffusion_loss(dm.on_before_batch_transfer(batch, 0)))
+    assert torch.allclose(losses[0], losses[1], atol=1e-5)
 
 
 def test_default_config_file_repeats_the_code_defaults():

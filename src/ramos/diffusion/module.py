@@ -25,6 +25,10 @@ from ramos.utils.spec import build
 from ramos.utils.training import check_finite, read_specs, store_specs
 
 
+LATENT_KEY = "latent"
+"""Batch key of precomputed (unnormalised) latents; see :meth:`LatentDiffusionModule.diffusion_loss`."""
+
+
 class LatentDiffusionModule(L.LightningModule):
     """Diffusion in the latent space of a frozen autoencoder.
 
@@ -165,8 +169,15 @@ class LatentDiffusionModule(L.LightningModule):
         return y
 
     def diffusion_loss(self, batch: dict[str, Tensor], drop_labels: bool = True) -> Tensor:
-        """Mean squared error of the denoiser's prediction at uniformly drawn timesteps."""
-        z = self.to_latent(batch[self.hparams.input_key], batch.get("mask"))
+        """Mean squared error of the denoiser's prediction at uniformly drawn timesteps.
+
+        A batch that carries its latents already (key :data:`LATENT_KEY`, e.g. encoded once before
+        training: the frozen encoder gives the same posterior means every epoch) skips the encoder.
+        """
+        if LATENT_KEY in batch:
+            z = batch[LATENT_KEY]
+        else:
+            z = self.to_latent(batch[self.hparams.input_key], batch.get("mask"))
         if not self.is_initialised:
             self._init_latent_stats(z)
         z = (z - self.latent_shift) / self.latent_scale
@@ -184,13 +195,16 @@ class LatentDiffusionModule(L.LightningModule):
         loss = self.diffusion_loss(batch)
         check_finite(loss, "latent diffusion", self.global_step)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=batch[self.hparams.input_key].shape[0])
+                 batch_size=self._batch_size(batch))
         return loss
+
+    def _batch_size(self, batch: dict[str, Tensor]) -> int:
+        return int(batch[LATENT_KEY if LATENT_KEY in batch else self.hparams.input_key].shape[0])
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch, drop_labels=False)
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
-                 batch_size=batch[self.hparams.input_key].shape[0])
+                 batch_size=self._batch_size(batch))
         return loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
