@@ -91,7 +91,7 @@ class MotionDiffusionConfig:
     """
 
     seed: int = 0
-    steps: int = 3000
+    steps: int = 6000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
