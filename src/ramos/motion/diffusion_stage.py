@@ -121,7 +121,6 @@ class SecondsDataModule(MotionDataModule):
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int, num_workers: int = 0) -> None:
         super().__init__(path, batch_size=batch_size, normalized=False, num_workers=num_workers, shuffle=True)
-
         self.latents: dict[str, Tensor] = {}
 
     @torch.no_grad()

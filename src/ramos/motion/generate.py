@@ -173,7 +173,7 @@ class MotionGenerator:
         else:
             frames = [self.draw_frames(lab, np.random.default_rng(s)) for lab, s in zip(labels, seeds)]
         length_s = torch.tensor(frames, dtype=torch.float32) / self.fps
-        # The valid frames, for decoders that decode to the length (the transformer's queries).
+        # The valid frames: a bucketed VAE decodes each motion with its length range's decoder.
         valid = torch.arange(self.window)[None, :] < torch.tensor(frames)[:, None]
         latent_shape = tuple(int(v) for v in self.module.latent_shape.tolist())
         noise = torch.stack([torch.randn(latent_shape, generator=torch.Generator().manual_seed(s)) for s in seeds])

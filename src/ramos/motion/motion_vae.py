@@ -210,15 +210,24 @@ class RandomLengthCrop(Dataset):
         item = dict(self.base[i])
         length = int(item["length"])
         if length > self.min_frames and self.rng.random() < self.prob:
-            # Log-uniform: short windows are as common as long ones among the crops.
-            new = int(round(math.exp(self.rng.uniform(math.log(self.min_frames), math.log(length)))))
+            new = _log_uniform_length(self.rng, self.min_frames, length)
             item["length"] = torch.tensor(new, dtype=torch.long)
             item["mask"] = torch.arange(item["mask"].shape[0]) < new
             if self.skeleton is not None:
                 start = int(self.rng.integers(0, length - new + 1))
-                piece = canonicalize(item["motion"][start:start + new].numpy(), self.skeleton)
-                item["motion"] = torch.from_numpy(pad_window(piece, item["motion"].shape[0])[0])
+                item["motion"] = torch.from_numpy(_crop(item["motion"].numpy(), start, new, self.skeleton))
         return item
+
+
+def _log_uniform_length(rng: np.random.Generator, low: int, high: int) -> int:
+    """A length in [low, high] drawn log-uniformly: short crops as common as long ones."""
+    return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+
+
+def _crop(motion: np.ndarray, start: int, n: int, skeleton: Skeleton) -> np.ndarray:
+    """Frames ``start .. start + n`` of a window, normalised at their own first frame (as every
+    prepared window is) and padded back to the window's length."""
+    return pad_window(canonicalize(np.asarray(motion[start:start + n]), skeleton), motion.shape[0])[0]
 
 
 def _init_buckets(vae: VAEModule, data: Any, train_idx: np.ndarray, seed: int, per_bucket: int = 3000) -> None:
@@ -241,9 +250,9 @@ def _init_buckets(vae: VAEModule, data: Any, train_idx: np.ndarray, seed: int, p
                 ns.append(valid)
                 continue
             top = min(b, valid)
-            n = int(round(math.exp(rng.uniform(math.log(min(lo + 1, top)), math.log(top)))))
+            n = _log_uniform_length(rng, min(lo + 1, top), top)
             start = int(rng.integers(0, valid - n + 1))
-            xs.append(pad_window(canonicalize(np.asarray(data.windows[i, start:start + n]), skeleton), window)[0])
+            xs.append(_crop(np.asarray(data.windows[i]), start, n, skeleton))
             ns.append(n)
         x = torch.from_numpy(np.stack(xs))
         init_buckets_from_pca(vae.encoder, vae.decoder, x, torch.arange(window)[None, :] < torch.tensor(ns)[:, None])
