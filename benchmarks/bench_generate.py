@@ -5,7 +5,7 @@
 Without a checkpoint the default architecture is built with random weights (speed does not depend
 on the weights): the default motion VAE (configs/motion_vae) for 200-frame windows and the default
 denoiser (configs/motion_diffusion), 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
-batch 1 (default steps: 10 DPM-Solver++ steps, guidance 3), >= 1,000 motions/s batched. Prints one line per figure and
+batch 1 (default steps: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. Prints one line per figure and
 updates benchmarks/results/generate.json.
 """
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=None, help="denoiser depth (default: the config's)")
     parser.add_argument("--steps", type=int, default=10, help="default: the generation API's")
     parser.add_argument("--sampler", default="dpmsolver++", help="default: the generation API's")
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 runs (median reported)")
     parser.add_argument("--batch", type=int, default=256, help="motions per batched call")
     parser.add_argument("--batched-runs", type=int, default=5)

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--steps", type=int, default=10, help="default: the generation API's")
     parser.add_argument("--sampler", default="dpmsolver++", help="default: the generation API's")
-    parser.add_argument("--guidance", type=float, default=2.5)
+    parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=5, help="timed batch-1 motions per model (median)")
     parser.add_argument("--n-per-label", type=int, default=8, help="motions per label for the FID")
     parser.add_argument("--baseline-config", type=Path,

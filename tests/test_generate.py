@@ -299,6 +299,7 @@ def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
     dm.cache_latents(module, batch_size=5)  # a batch size that does not divide the split
     cached = next(iter(DataLoader(dm.split("train"), batch_size=8)))
     assert "motion" not in cached and cached["latent"].shape == (8, 8)
+    assert torch.equal(cached["length"], plain["length"]) and torch.equal(cached["label"], plain["label"])
     assert torch.allclose(cached["latent"], module.to_latent(plain["motion"], plain["mask"]), atol=1e-5)
     losses = []
     for batch in (plain, cached):

@@ -47,7 +47,7 @@ class GenerateSettings:
     per_label: int = 1
     steps: int = 10
     sampler: Literal["ddim", "dpmsolver++", "ddpm"] = "dpmsolver++"
-    guidance: float = 3.0
+    guidance: float = 2.0
     seed: int = 0
     video: Literal["auto", "gif", "mp4", "none"] = "auto"
 

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=8, help="number of motions (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None,
                    help="sampling steps (default: 10, the generation API's default)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: 2, the generation API's default)")
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++", "ddpm"), default=None,
                    help="reverse-process sampler (default: dpmsolver++, the generation API's default)")
     p.add_argument("--seconds", type=float, default=None,
@@ -54,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
                                   "`ramos train motion-diffusion`, or pass --checkpoint)")
         gen = MotionGenerator.load(args.checkpoint)
         labels = [args.label[i % len(args.label)] for i in range(args.n)] if args.label else [None] * args.n
-        chosen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler)) if v is not None}
-        result = gen.sample(labels, guidance=args.guidance, seconds=args.seconds, seed=args.seed, **chosen)
+        chosen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("guidance", args.guidance))
+                  if v is not None}
+        result = gen.sample(labels, seconds=args.seconds, seed=args.seed, **chosen)
         out = export_motions(result.motions, args.out, gen.fps, gen.skeleton, result.labels, result.seeds,
                              result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite)
     except GenerationError as exc:

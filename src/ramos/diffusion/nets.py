@@ -25,12 +25,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tens
     return torch.nn.functional.pad(emb, (0, dim % 2))
 
 
-def _embed_distinct(mlp: nn.Module, values: Tensor, width: int) -> Tensor:
-    """``mlp(timestep_embedding(values, width))`` computed once per distinct value: in a sampling
-    step every item has the same timestep, and lengths repeat, so this saves two matrix products
-    per item."""
-    distinct, index = torch.unique(values, return_inverse=True)
-    return mlp(timestep_embedding(distinct, width))[index]
+_DEDUP_MIN_BATCH = 8
+"""Batches up to this size skip the search for distinct conditions (it costs more than it saves there)."""
 
 
 class ResBlock(nn.Module):
@@ -45,8 +41,10 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, h: Tensor, c: Tensor) -> Tensor:
-        shift, scale = self.film(c).chunk(2, dim=-1)
+    def forward(self, h: Tensor, c: Tensor, index: Tensor | None = None) -> Tensor:
+        """``h`` (B, width); ``c`` (B, cond_dim), or (U, cond_dim) distinct rows with ``index`` (B,) into them."""
+        film = self.film(c)
+        shift, scale = (film if index is None else film[index]).chunk(2, dim=-1)
         return h + self.mlp(self.norm(h) * (1 + scale) + shift)
 
 
@@ -81,15 +79,23 @@ class ResidualMLPDenoiser(Buildable):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, **cond: Tensor) -> Tensor:
         shape = x.shape
         h = self.inp(x.flatten(1))
-        c = _embed_distinct(self.t_embed, t.float(), self.width)
+        if self.y_embed is not None and y is None:
+            y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+        # The conditioning (and every block's shift/scale of it) is computed once per distinct
+        # (timestep, label, scalars): in a sampling step all items share the timestep and labels and
+        # lengths repeat, so a batch of 256 motions has a handful of distinct rows, not 512.
+        columns = [t.float()] + ([y.float()] if self.y_embed is not None else []) + [cond[k].float() for k in self.cond_scalars]
+        distinct, index = torch.stack(columns, dim=1), None
+        if x.shape[0] > _DEDUP_MIN_BATCH:
+            distinct, index = torch.unique(distinct, dim=0, return_inverse=True)
+        c = self.t_embed(timestep_embedding(distinct[:, 0], self.width))
         if self.y_embed is not None:
-            if y is None:
-                y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
-            c = c + self.y_embed(y)
-        for k in self.cond_scalars:
+            c = c + self.y_embed(distinct[:, 1].long())
+        first = 2 if self.y_embed is not None else 1
+        for j, k in enumerate(self.cond_scalars):
             # Scalars (e.g. a length in seconds) reuse the sinusoidal embedding at a finer scale.
-            c = c + _embed_distinct(self.s_embed[k], cond[k].float() * 100.0, self.width)
+            c = c + self.s_embed[k](timestep_embedding(distinct[:, first + j] * 100.0, self.width))
         c = torch.nn.functional.silu(c)
         for block in self.blocks:
-            h = block(h, c)
+            h = block(h, c, index)
         return self.out(self.out_norm(h)).view(shape)

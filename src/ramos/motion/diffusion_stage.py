@@ -81,6 +81,7 @@ class MotionDiffusionConfig:
         lr, weight_decay: AdamW (cosine decay to 5 % over the run).
         ema_decay: EMA of the denoiser's weights (sampling uses the EMA copy).
         cond_drop_prob: share of training labels replaced by "none" (classifier-free guidance).
+        min_snr_gamma: Min-SNR-gamma loss weighting (``None``: plain MSE of the prediction).
         noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`).
         denoiser: see :class:`DenoiserConfig`.
         val_every_n_steps: validation loss and sample strip every this many steps.
@@ -91,17 +92,18 @@ class MotionDiffusionConfig:
     """
 
     seed: int = 0
-    steps: int = 6000
+    steps: int = 8000
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     cond_drop_prob: float = 0.1
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    min_snr_gamma: float | None = None
+    noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
-    val_every_n_steps: int = 500
+    val_every_n_steps: int = 1000
     strip_steps: int = 20
-    strip_guidance: float = 3.0
+    strip_guidance: float = 2.0
     strip_labels: int = 6
     log_every_n_steps: int = 50
     num_workers: int = 0
@@ -121,12 +123,12 @@ class SecondsDataModule(MotionDataModule):
 
     def __init__(self, path: str | os.PathLike[str], batch_size: int, num_workers: int = 0) -> None:
         super().__init__(path, batch_size=batch_size, normalized=False, num_workers=num_workers, shuffle=True)
-        self.latents: dict[str, Tensor] = {}
+        self.latents: dict[str, _LatentItems] = {}
 
     @torch.no_grad()
     def cache_latents(self, module: LatentDiffusionModule, batch_size: int = 256) -> None:
         """Encode the train and val windows once (posterior means of the frozen VAE): batches then
-        carry ``latent`` instead of ``motion`` and training skips the encoder (a third of a step)."""
+        carry ``latent`` instead of ``motion``, and training neither reads windows nor runs the encoder."""
         if module.hparams.sample_posterior:
             return  # posterior samples differ every step: nothing to cache
         data = self.dataset
@@ -139,11 +141,11 @@ class SecondsDataModule(MotionDataModule):
                 mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[rows])[:, None]
                 parts.append(module.to_latent(x, mask))
             if parts:
-                self.latents[split] = torch.cat(parts)
+                labels = torch.as_tensor([data.label_id(int(i)) for i in idx], dtype=torch.long)
+                self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(), labels)
 
     def split(self, name: str) -> Dataset:
-        base = super().split(name)
-        return _WithLatents(base, self.latents[name]) if name in self.latents else base
+        return self.latents[name] if name in self.latents else super().split(name)
 
     def on_before_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
         batch = dict(batch)
@@ -151,20 +153,17 @@ class SecondsDataModule(MotionDataModule):
         return batch
 
 
-class _WithLatents(Dataset):
-    """A split's window items with their cached latent in place of the motion."""
+class _LatentItems(Dataset):
+    """A split's cached latents with their lengths (frames) and labels, as batch items."""
 
-    def __init__(self, base: Dataset, latents: Tensor) -> None:
-        self.base, self.latents = base, latents
+    def __init__(self, latents: Tensor, lengths: Tensor, labels: Tensor) -> None:
+        self.latents, self.lengths, self.labels = latents, lengths, labels
 
     def __len__(self) -> int:
         return len(self.latents)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        item = dict(self.base[i])
-        del item["motion"]
-        item[LATENT_KEY] = self.latents[i]
-        return item
+        return {LATENT_KEY: self.latents[i], "length": self.lengths[i], "label": self.labels[i]}
 
 
 def length_histograms(data: MotionDataset, split: str = "train") -> dict[str, list[list[int]]]:
@@ -228,7 +227,7 @@ def build_module(vae: torch.nn.Module, data: MotionDataset, cfg: MotionDiffusion
         denoiser, vae, num_classes=len(data.labels), cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
         lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay, input_key="motion",
         label_key="label", cond_keys=["length"], class_names=list(data.labels) or None,
-        data_info=data_info(data, vae_path),
+        data_info=data_info(data, vae_path), min_snr_gamma=cfg.min_snr_gamma,
     )
 
 
@@ -253,7 +252,7 @@ class SampleStrip(L.Callback):
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], max_labels: int = 6, steps: int = 20,
-                 guidance: float = 3.0, seed: int = 0) -> None:
+                 guidance: float = 2.0, seed: int = 0) -> None:
         self.out_dir = Path(out_dir)
         self.max_labels, self.steps, self.guidance, self.seed = max_labels, steps, guidance, seed
 

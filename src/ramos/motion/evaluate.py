@@ -91,7 +91,7 @@ class EvaluationConfig:
     n_per_label: int = 16
     steps: int = 10
     sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "dpmsolver++"
-    guidance: float = 2.5
+    guidance: float = 2.0
     reference: Literal["auto", "train", "val", "test"] = "auto"
     min_reference_seconds: float = 2.0
     sheet_labels: list[str] | None = None

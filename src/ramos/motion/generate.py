@@ -33,6 +33,8 @@ from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 VideoFormat = Literal["auto", "gif", "mp4", "none"]
 DEFAULT_STEPS = 10
 DEFAULT_SAMPLER = "dpmsolver++"
+DEFAULT_GUIDANCE = 2.0
+"""Classifier-free guidance of every generation default (2 gave the best FID of 1-3.5, docs/generation.md)."""
 """Default reverse process: DPM-Solver++ (2nd order) reaches at 10 steps what DDIM needs ~20 for
 (``docs/generation.md``), at half the latency."""
 MAX_BATCH = 1024
@@ -156,7 +158,7 @@ class MotionGenerator:
 
     # --- sampling -------------------------------------------------------------------------------
     def sample(self, labels: Sequence[str | None], steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
-               guidance: float = 3.0,
+               guidance: float = DEFAULT_GUIDANCE,
                seconds: float | None = None, seed: int = 0) -> GenerationResult:
         """One motion per entry of ``labels`` (None: unconditional); see the module docstring."""
         if sampler not in SAMPLERS:
@@ -207,7 +209,7 @@ def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str |
 
 
 def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
-             n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = 3.0,
+             n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE,
              seconds: float | None = None, seed: int = 0) -> list[np.ndarray]:
     """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
 

@@ -22,8 +22,10 @@ first ``length`` of them (the diffusion stage conditions on the length, see docs
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -388,6 +390,30 @@ def _pick(outputs: list[Tensor], index: Tensor) -> Tensor:
     return stacked.gather(0, gather)[0]
 
 
+def _route(fns: Sequence[Callable[[Tensor], Tensor]], inputs: Sequence[Tensor], index: Tensor) -> Tensor:
+    """Row ``i`` of ``fns[k](inputs[k])`` with ``k = index[i]``: each function sees only its own rows.
+
+    Under ``torch.jit.trace`` every function runs on the whole batch and the rows are gathered
+    (:func:`_pick`): a trace records one path, and that path must hold for any mix of buckets.
+    """
+    if torch.jit.is_tracing():
+        return _pick([fn(x) for fn, x in zip(fns, inputs)], index)
+    first = int(index[0])
+    if bool((index == first).all()):  # one bucket (e.g. a batch of full windows): no row copies
+        return fns[first](inputs[first])
+    out: Tensor | None = None
+    for k, (fn, x) in enumerate(zip(fns, inputs)):
+        rows = (index == k).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            continue
+        y = fn(x[rows])
+        if out is None:
+            out = y.new_empty(index.shape[0], *y.shape[1:])
+        out[rows] = y  # autograd records the row writes (CopySlices)
+    assert out is not None, "empty batch"
+    return out
+
+
 class LinearResidual(nn.Module):
     """``linear(x) + mlp(x)``: the linear map is set to a PCA basis before training
     (:meth:`set_linear`) and the MLP's last layer starts at zero, so training starts from the PCA
@@ -452,7 +478,7 @@ class BucketedMotionEncoder(Buildable):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         f = self.inputs(x, mask)
         index = bucket_of(_lengths(mask, x.shape[0], self.window, x.device), self.buckets)
-        mu = _pick([e(f[:, :b].flatten(1)) for e, b in zip(self.experts, self.buckets)], index)
+        mu = _route(list(self.experts), [f[:, :b].flatten(1) for b in self.buckets], index)
         return mu, self.logvar[index].clamp(*_LOGVAR_RANGE)
 
 
@@ -470,15 +496,32 @@ class BucketedMotionDecoder(Buildable):
         self.buckets = _check_buckets(buckets, window)
         self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
         self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
+        self._frozen_experts: list[Callable[[Tensor], Tensor]] | None = None
+
+    def freeze_for_inference(self) -> None:
+        """Decode through TorchScript-frozen copies of the experts (``torch.jit.optimize_for_inference``:
+        pre-packed oneDNN weights, about 2x faster at batch 1 on a CPU; any batch size). Only the
+        experts are frozen: routing rows to their bucket stays eager, so a batch runs only the buckets
+        it needs. The copies hold the weights of this moment and serve only without autograd."""
+        self.eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            self._frozen_experts = [
+                torch.jit.optimize_for_inference(torch.jit.trace(e, (torch.zeros(1, e.linear.in_features),)))
+                for e in self.experts]
+
+    def _decode_bucket(self, k: int, z: Tensor) -> Tensor:
+        """Standardised features (B, W, J * 3) of bucket ``k``, its last frame repeated to the window."""
+        frozen = self._frozen_experts is not None and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        expert = self._frozen_experts[k] if frozen else self.experts[k]  # type: ignore[index]
+        f = expert(z).view(z.shape[0], self.buckets[k], -1)
+        return torch.cat([f, f[:, -1:].expand(-1, self.window - self.buckets[k], -1)], dim=1)
 
     def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
         """Positions (B, W, J, 3) metres of latents (B, latent_dim)."""
-        n = z.shape[0]
-        outs = []
-        for e, b in zip(self.experts, self.buckets):
-            f = e(z).view(n, b, -1)
-            outs.append(torch.cat([f, f[:, -1:].expand(n, self.window - b, -1)], dim=1))
-        f = _pick(outs, bucket_of(_lengths(mask, n, self.window, z.device), self.buckets))
+        index = bucket_of(_lengths(mask, z.shape[0], self.window, z.device), self.buckets)
+        f = _route([functools.partial(self._decode_bucket, k) for k in range(len(self.buckets))],
+                   [z] * len(self.buckets), index)
         if self.smooth:
             f = _smooth_time(f)
         return self.features.positions(f)
