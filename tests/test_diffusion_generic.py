@@ -194,16 +194,53 @@ def test_scheduler_copies_do_not_share_state(kind: str) -> None:
 
 
 def test_denoiser_embeds_repeated_conditions_once_with_the_same_result() -> None:
-    """Timesteps and lengths are embedded once per distinct value and gathered back per item."""
-    from ramos.diffusion.nets import ResidualMLPDenoiser
+    """A batch's conditions (timestep, label, length) are embedded once per distinct row and gathered
+    back per item: the result is what each item gives alone (where no deduplication happens)."""
+    from ramos.diffusion.nets import _DEDUP_MIN_BATCH, ResidualMLPDenoiser
 
     torch.manual_seed(0)
     net = ResidualMLPDenoiser(8, width=32, depth=2, num_classes=3, cond_scalars=["length"]).eval()
-    x = torch.randn(6, 8)
-    t = torch.tensor([5, 900, 5, 40, 900, 5])
-    y = torch.tensor([0, 1, 2, 3, 0, 1])
-    length = torch.tensor([2.0, 2.0, 9.5, 2.0, 1.0, 9.5])
+    for block in net.blocks:  # the blocks' last layers start at zero: make the conditioning count
+        torch.nn.init.normal_(block.mlp[-1].weight, std=0.1)
+    t = torch.tensor([5, 900, 5, 40, 900, 5] * 2)
+    y = torch.tensor([0, 1, 2, 3, 0, 1] * 2)
+    length = torch.tensor([2.0, 2.0, 9.5, 2.0, 1.0, 9.5] * 2)
+    x = torch.randn(len(t), 8)
+    assert len(t) > _DEDUP_MIN_BATCH
     with torch.no_grad():
         together = net(x, t, y, length=length)
-        alone = torch.cat([net(x[i:i + 1], t[i:i + 1], y[i:i + 1], length=length[i:i + 1]) for i in range(6)])
+        alone = torch.cat([net(x[i:i + 1], t[i:i + 1], y[i:i + 1], length=length[i:i + 1]) for i in range(len(t))])
+        other_label = net(x, t, (y + 1) % 4, length=length)
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(together, other_label)
+
+
+@pytest.mark.parametrize("prediction", ["sample", "epsilon", "v_prediction"])
+def test_min_snr_weighting_puts_every_prediction_on_the_same_x0_weight(prediction: str) -> None:
+    """With Min-SNR-gamma the loss is mean_i min(SNR_i, gamma) * |x0_hat_i - x0_i|^2 / dim, whichever
+    quantity the network predicts (its error converted to an x0 error)."""
+    from diffusers.training_utils import compute_snr
+
+    torch.manual_seed(0)
+    gamma = 5.0
+    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=6, width=16, depth=1, num_classes=2), None, num_classes=2,
+                                  noise=NoiseConfig(prediction_type=prediction), min_snr_gamma=gamma)
+    batch = {"x": Blobs(32).x, "label": Blobs(32).y}
+    model.diffusion_loss(batch)  # fixes the latent statistics
+    torch.manual_seed(1)
+    loss = model.diffusion_loss(batch, drop_labels=False)
+    # The same draws by hand.
+    torch.manual_seed(1)
+    z = (batch["x"] - model.latent_shift) / model.latent_scale
+    noise = torch.randn_like(z)
+    t = torch.randint(0, 1000, (32,))
+    sched = model.train_scheduler
+    x_t = sched.add_noise(z, noise, t)
+    with torch.no_grad():
+        pred = model.denoiser(x_t, t, batch["label"])
+    a = sched.alphas_cumprod[t].sqrt()[:, None]
+    s = (1 - sched.alphas_cumprod[t]).sqrt()[:, None]
+    x0_hat = {"sample": pred, "epsilon": (x_t - s * pred) / a, "v_prediction": a * x_t - s * pred}[prediction]
+    snr = compute_snr(sched, t)
+    expected = (snr.clamp_max(gamma) * (x0_hat - z).pow(2).mean(1)).mean()
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-6)
