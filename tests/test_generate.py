@@ -153,6 +153,20 @@ def test_samplers_and_guidance_change_the_output(gen):
     assert not np.allclose(base[0], uncond[0])
 
 
+def test_planted_feet_shift_the_decoded_motion_only_horizontally(gen):
+    """By default the stance foot is planted: the same motion as the decoder's output, each frame
+    shifted horizontally as one piece (heights and pose unchanged); plant_feet=False is that output."""
+    from ramos.motion.postprocess import plant_feet
+
+    planted = gen.sample(["walk"] * 3, seconds=2.0, seed=4)
+    raw = gen.sample(["walk"] * 3, seconds=2.0, seed=4, plant_feet=False)
+    assert planted.settings["plant_feet"] and not raw.settings["plant_feet"]
+    for p, r in zip(planted.motions, raw.motions):
+        np.testing.assert_allclose(p, plant_feet(r, gen.skeleton, gen.fps), atol=1e-6)
+        np.testing.assert_allclose(p[..., 1], r[..., 1], atol=1e-6)
+        np.testing.assert_allclose(p - p[:, :1], r - r[:, :1], atol=1e-5)
+
+
 def test_bad_generation_inputs_are_clear_errors(gen):
     with pytest.raises(GenerationError, match="unknown label 'fly'; known labels: backflip, cartwheel"):
         generate(gen, "fly")

@@ -30,6 +30,11 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
         assert (out / "samples" / m["files"]["video"]).stat().st_size > 0
         assert read_bvh(out / "samples" / m["files"]["bvh"]).positions().shape[0] == m["frames"]
     assert (out / "reports" / "generation.md").read_text().startswith("#")
+    assert index["settings"]["plant_feet"] is True
+    # The latent model is scored as decoded and with planted feet (what the written files hold).
+    scored = json.loads((out / "reports" / "generation.json").read_text())["models"]
+    assert {"latent", "latent, planted feet"} <= set(scored)
+    assert record["stages"]["evaluate"]["overall_planted_feet"] == scored["latent, planted feet"]["overall"]
 
     # A second run finds every stage done and redoes none of them.
     stamp = (out / "diffusion" / "last.ckpt").stat().st_mtime_ns

@@ -198,17 +198,18 @@ class Pipeline:
 
     def evaluate(self) -> dict[str, Any]:
         from ramos.motion.dataset import MotionDataset
-        from ramos.motion.evaluate import EvaluationConfig, checkpoint_generator, evaluate
+        from ramos.motion.evaluate import PLANTED, EvaluationConfig, evaluate, latent_generators
 
         cfg = _stage_config(EvaluationConfig, CONFIG_DIR / "evaluator" / "default.yaml", self.cfg.evaluation)
         data = MotionDataset(self.dataset_dir)
         ckpt = self.record["stages"]["motion_diffusion"]["checkpoint"]
-        results = evaluate({"latent": checkpoint_generator(ckpt, data.labels, cfg)}, data, self.out / "reports",
-                           cfg, progress=self.progress)
-        o = results["models"]["latent"]["overall"]
+        results = evaluate(latent_generators(ckpt, data.labels, cfg), data, self.out / "reports", cfg,
+                           progress=self.progress)
+        o, p = results["models"]["latent"]["overall"], results["models"][PLANTED]["overall"]
         report = self.out / "reports" / "generation.md"
-        return {"outputs": [str(report)], "report": str(report), "overall": o,
-                "headline": f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}"}
+        return {"outputs": [str(report)], "report": str(report), "overall": o, "overall_planted_feet": p,
+                "headline": f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
+                            f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)"}
 
 
 def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike[str], progress: bool = True) -> PipelineResult:

@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ramos.motion.baseline import is_raw_baseline
     from ramos.motion.dataset import MotionDataset, ensure_builtin_dataset
-    from ramos.motion.evaluate import checkpoint_generator, evaluate, load_evaluation_config
+    from ramos.motion.evaluate import checkpoint_generator, evaluate, latent_generators, load_evaluation_config
 
     overrides = {k: v for k, v in {"n_per_label": args.n_per_label, "steps": args.steps, "sampler": args.sampler,
                                    "guidance": args.guidance, "seed": args.seed}.items() if v is not None}
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
     data = MotionDataset(args.dataset if args.dataset is not None else ensure_builtin_dataset())
-    models = {"latent": checkpoint_generator(args.diffusion, data.labels, cfg)}
+    # A latent model gets two rows, its decoder's output and the same motions with planted feet.
+    models = ({"latent": checkpoint_generator(args.diffusion, data.labels, cfg)} if is_raw_baseline(args.diffusion)
+              else latent_generators(args.diffusion, data.labels, cfg))
     if args.baseline is not None:
         models["raw baseline"] = checkpoint_generator(args.baseline, data.labels, cfg)
     results = evaluate(models, data, args.out, cfg, evaluator=args.evaluator, labels=args.labels)

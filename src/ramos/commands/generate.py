@@ -37,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video", choices=("auto", "gif", "mp4", "none"), default="auto",
                    help="animation format; auto = MP4 where ffmpeg is available, else GIF (default: %(default)s)")
     p.add_argument("--no-bvh", action="store_true", help="do not write .bvh files")
+    p.add_argument("--no-plant-feet", action="store_true",
+                   help="keep the decoder's raw output (default: the stance foot is kept from sliding)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier generation output in --out")
     p.add_argument("--out", type=Path, required=True, help="output folder (created; must not exist or be empty)")
     p.set_defaults(func=run)
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         labels = [args.label[i % len(args.label)] for i in range(args.n)] if args.label else [None] * args.n
         chosen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("guidance", args.guidance))
                   if v is not None}
-        result = gen.sample(labels, seconds=args.seconds, seed=args.seed, **chosen)
+        result = gen.sample(labels, seconds=args.seconds, seed=args.seed, plant_feet=not args.no_plant_feet, **chosen)
         out = export_motions(result.motions, args.out, gen.fps, gen.skeleton, result.labels, result.seeds,
                              result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite)
     except GenerationError as exc:

@@ -16,6 +16,7 @@ FID(A, B). Real-data rows (physics, accuracy, diversity) are computed on A.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -399,9 +400,14 @@ def _windows(data: MotionDataset, indices: np.ndarray) -> list[np.ndarray]:
 
 
 # --- models -------------------------------------------------------------------------------------
+PLANTED = "latent, planted feet"
+"""Row name of the latent model's motions after :func:`ramos.motion.postprocess.plant_feet`."""
+
+
 def checkpoint_generator(path: str | os.PathLike[str], class_names: Sequence[str],
                          cfg: EvaluationConfig) -> Generator:
-    """A :data:`Generator` for a diffusion checkpoint: the raw-space baseline or the latent model.
+    """A :data:`Generator` for a diffusion checkpoint: the raw-space baseline or the latent model
+    (its decoder's output as it is, no clean-up).
 
     ``class_names`` is the data set's label vocabulary; requests use its ids.
     """
@@ -417,7 +423,7 @@ def checkpoint_generator(path: str | os.PathLike[str], class_names: Sequence[str
                                        cfg.guidance, seed)
 
         return raw
-    return _latent_generator(path, class_names, cfg)
+    return latent_generators(path, class_names, cfg)["latent"]
 
 
 def _label_lookup(path: Any, class_names: Sequence[str], own: Sequence[str]) -> dict[int, int]:
@@ -433,13 +439,16 @@ def _label_lookup(path: Any, class_names: Sequence[str], own: Sequence[str]) -> 
     return lookup
 
 
-def _latent_generator(path: str | os.PathLike[str], class_names: Sequence[str], cfg: EvaluationConfig) -> Generator:
+def latent_generators(path: str | os.PathLike[str], class_names: Sequence[str],
+                      cfg: EvaluationConfig) -> dict[str, Generator]:
+    """The latent model twice, ``"latent"`` (decoder output) and :data:`PLANTED` (feet planted, what
+    ``ramos generate`` writes by default): same seeds, so the rows differ only by the clean-up."""
     from ramos.motion.generate import MotionGenerator
 
     gen = MotionGenerator.load(path)
     _label_lookup(path, class_names, gen.labels)
 
-    def latent(labels: Sequence[int], lengths: Sequence[int], seed: int) -> list[np.ndarray]:
+    def latent(labels: Sequence[int], lengths: Sequence[int], seed: int, plant_feet: bool = False) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(labels)
         # One call per length (the sampler takes one duration per call); labels may differ within it.
         groups: dict[int, list[int]] = {}
@@ -447,12 +456,12 @@ def _latent_generator(path: str | os.PathLike[str], class_names: Sequence[str], 
             groups.setdefault(int(n), []).append(i)
         for g, (n, where) in enumerate(sorted(groups.items())):
             got = gen.sample([class_names[int(labels[i])] for i in where], steps=cfg.steps, sampler=cfg.sampler,
-                             guidance=cfg.guidance, seconds=n / gen.fps, seed=seed + 100_003 * g)
+                             guidance=cfg.guidance, seconds=n / gen.fps, seed=seed + 100_003 * g, plant_feet=plant_feet)
             for i, m in zip(where, got.motions):
                 out[i] = np.asarray(m, np.float32)
         return out
 
-    return latent
+    return {"latent": latent, PLANTED: functools.partial(latent, plant_feet=True)}
 
 
 # --- the whole evaluation -----------------------------------------------------------------------
@@ -625,7 +634,10 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
         "",
         "## All metrics",
         "",
-        "The `real` row is real half A scored exactly like a model: its FID against half B is the floor.",
+        "The `real` row is real half A scored exactly like a model: its FID against half B is the floor."
+        + (f" `{PLANTED}` is the `latent` row's motions (same seeds) after the foot clean-up that `ramos generate`"
+           " applies by default (the body shifted so the stance foot does not slide; pose untouched,"
+           " docs/evaluation.md); `latent` is the decoder's output as it is." if PLANTED in models else ""),
         "",
         _table(["model", *(t for _, t in _OVERALL)],
                [[name, *(m["overall"].get(k) for k, _ in _OVERALL)] for name, m in models.items()]),

@@ -5,7 +5,9 @@
 
 Each motion gets a length in frames, either the asked ``seconds`` or one drawn from the training
 length distribution of its label (stored in the checkpoint); the diffusion is conditioned on it,
-and the decoded window is cut to it (the frames after it are padding).
+and the decoded window is cut to it (the frames after it are padding). By default the stance foot
+is then kept from sliding (``plant_feet``, :func:`ramos.motion.postprocess.plant_feet`: the body is
+shifted, the pose untouched); ``plant_feet=False`` returns the decoder's output as it is.
 
 Seeds: motion ``i`` of a call with ``seed`` uses seed ``seed + i`` for its length draw and its
 initial noise, so with the deterministic samplers ("ddim", "dpmsolver++") it is reproduced alone by
@@ -27,6 +29,7 @@ import torch
 
 from ramos.diffusion import LatentDiffusionModule
 from ramos.diffusion.schedule import SAMPLERS
+from ramos.motion.postprocess import plant_feet as _plant_feet
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
@@ -159,7 +162,7 @@ class MotionGenerator:
     # --- sampling -------------------------------------------------------------------------------
     def sample(self, labels: Sequence[str | None], steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
                guidance: float = DEFAULT_GUIDANCE,
-               seconds: float | None = None, seed: int = 0) -> GenerationResult:
+               seconds: float | None = None, seed: int = 0, plant_feet: bool = True) -> GenerationResult:
         """One motion per entry of ``labels`` (None: unconditional); see the module docstring."""
         if sampler not in SAMPLERS:
             raise GenerationError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -188,8 +191,10 @@ class MotionGenerator:
                                      decode_mask=valid[a:b])
             out = out.float().cpu().numpy()
             motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
+        if plant_feet and self.skeleton.feet:
+            motions = [_plant_feet(m, self.skeleton, self.fps) for m in motions]
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
-                    "n": n, "checkpoint": self.checkpoint}
+                    "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint}
         return GenerationResult(motions, list(labels), frames, seeds, settings)
 
 
@@ -210,7 +215,7 @@ def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str |
 
 def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
              n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE,
-             seconds: float | None = None, seed: int = 0) -> list[np.ndarray]:
+             seconds: float | None = None, seed: int = 0, plant_feet: bool = True) -> list[np.ndarray]:
     """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
 
     Args:
@@ -220,8 +225,10 @@ def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str |
         steps, sampler, guidance: reverse process settings ("ddim", "dpmsolver++" or "ddpm").
         seconds: length of every motion; None draws each length from its label's training lengths.
         seed: the same seed (and settings) gives the same motions.
+        plant_feet: keep the stance foot from sliding (see the module docstring).
     """
-    return _generator(checkpoint).sample(_label_list(labels, n), steps, sampler, guidance, seconds, seed).motions
+    return _generator(checkpoint).sample(_label_list(labels, n), steps, sampler, guidance, seconds, seed,
+                                         plant_feet).motions
 
 
 # --- export ------------------------------------------------------------------------------------------------
