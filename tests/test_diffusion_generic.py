@@ -244,3 +244,44 @@ def test_min_snr_weighting_puts_every_prediction_on_the_same_x0_weight(predictio
     snr = compute_snr(sched, t)
     expected = (snr.clamp_max(gamma) * (x0_hat - z).pow(2).mean(1)).mean()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,prediction", [("ddim", "sample"), ("ddim", "v_prediction"), ("ddim", "epsilon"),
+                                             ("dpmsolver++", "sample")])
+@pytest.mark.parametrize("steps", [1, 5, 12])
+def test_affine_steps_reproduce_diffusers_step(kind: str, prediction: str, steps: int) -> None:
+    """The coefficient tables give diffusers' trajectory for outputs that depend on the sample (as a
+    network's do)."""
+    from ramos.diffusion.schedule import affine_steps, has_affine_steps
+
+    noise = NoiseConfig(prediction_type=prediction)
+    assert has_affine_steps(kind, noise)
+    table = affine_steps(kind, steps, noise)
+    torch.manual_seed(0)
+    x0 = torch.randn(3, 5, dtype=torch.float64)
+    w = torch.randn(5, 5, dtype=torch.float64) * 0.3
+
+    def net(x: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.tanh(x @ w) + 0.1 * i
+
+    sched = make_scheduler(kind, noise)
+    sched.set_timesteps(steps)
+    assert [int(t) for t in sched.timesteps] == list(table.timesteps)
+    x = x0.clone()
+    for i, t in enumerate(sched.timesteps):
+        x = sched.step(net(x, i), t, x).prev_sample
+    y, previous = x0.clone(), None
+    for i in range(len(table.timesteps)):
+        out = net(y, i)
+        y = table.a[i] * y + table.b[i] * out + (table.c[i] * previous if previous is not None else 0.0)
+        previous = out
+    torch.testing.assert_close(y, x, rtol=1e-6, atol=1e-6 * float(x.abs().max()))
+
+
+def test_samplers_without_affine_steps_are_refused() -> None:
+    from ramos.diffusion.schedule import affine_steps, has_affine_steps
+
+    for kind, prediction in [("ddpm", "sample"), ("dpmsolver++", "v_prediction"), ("dpmsolver++", "epsilon")]:
+        assert not has_affine_steps(kind, NoiseConfig(prediction_type=prediction))
+        with pytest.raises(ValueError, match="not an affine map"):
+            affine_steps(kind, 10, NoiseConfig(prediction_type=prediction))

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ramos.diffusion.schedule import NoiseConfig, Sampler, make_scheduler, noise_config_dict
+from ramos.diffusion.schedule import (NoiseConfig, Sampler, affine_steps, has_affine_steps, make_scheduler,
+                                     noise_config_dict)
 from ramos.utils.checkpoint import load_checkpoint
 from ramos.utils.spec import build
 from ramos.utils.training import check_finite, read_specs, store_specs
@@ -272,8 +273,7 @@ class LatentDiffusionModule(L.LightningModule):
         net = self.ema.module if use_ema else self.denoiser
         if net.training:  # eval() walks every submodule: skipped when already set (batch-1 latency)
             net.eval()
-        scheduler = make_scheduler(sampler, self.noise_cfg)
-        scheduler.set_timesteps(steps, device=self.device)
+        scheduler = make_scheduler(sampler, self.noise_cfg)  # also rejects an unknown sampler
         shape = (n, *self.latent_shape.tolist())
         if noise is not None and tuple(noise.shape) != shape:
             raise ValueError(f"noise of shape {tuple(noise.shape)}, expected {shape}")
@@ -289,22 +289,34 @@ class LatentDiffusionModule(L.LightningModule):
             y_in = torch.cat([y, torch.full_like(y, k)])
             cond_in = {key: torch.cat([v, v]) for key, v in cond.items()}
         keys = sorted(cond)
+        positional = _Denoise(net, keys)  # built once per call, not per step (a Module's __init__ is slow)
 
         def denoise(x_in: Tensor, tt: Tensor, y_in: Tensor | None, c: dict[str, Tensor]) -> Tensor:
             if self._frozen is not None and use_ema and y_in is not None:
                 args = (x_in, tt, y_in, *[c[k] for k in keys])
-                return self._frozen_call(("denoiser", *keys), _Denoise(net, keys), args)
+                return self._frozen_call(("denoiser", *keys), positional, args)
             return net(x_in, tt, y_in, **c)
 
-        for t in scheduler.timesteps:
-            x_in = scheduler.scale_model_input(x, t)
-            tt = torch.full((n,), int(t), dtype=torch.long, device=self.device)
+        def predict(x_in: Tensor, t: int) -> Tensor:
+            tt = torch.full((n,), t, dtype=torch.long, device=self.device)
             if guided:
                 out_c, out_u = denoise(torch.cat([x_in, x_in]), torch.cat([tt, tt]), y_in, cond_in).chunk(2)
-                out = out_u + guidance * (out_c - out_u)
-            else:
-                out = denoise(x_in, tt, y, cond)
-            x = scheduler.step(out, t, x, generator=generator).prev_sample
+                return out_u + guidance * (out_c - out_u)
+            return denoise(x_in, tt, y, cond)
+
+        if has_affine_steps(sampler, self.noise_cfg):
+            # The same update as diffusers' step, as three operations per step (see AffineSteps).
+            table = affine_steps(sampler, steps, self.noise_cfg)
+            previous: Tensor | None = None
+            for i, t in enumerate(table.timesteps):
+                out = predict(x, t)
+                x = table.a[i] * x + table.b[i] * out + (table.c[i] * previous if previous is not None else 0.0)
+                previous = out
+        else:
+            scheduler.set_timesteps(steps, device=self.device)
+            for t in scheduler.timesteps:
+                out = predict(scheduler.scale_model_input(x, t), int(t))
+                x = scheduler.step(out, t, x, generator=generator).prev_sample
         return x * self.latent_scale + self.latent_shift
 
     @torch.inference_mode()

@@ -81,3 +81,66 @@ def _prototype(kind: str, *noise_fields: Any) -> SchedulerMixin:
 def noise_config_dict(noise: NoiseConfig) -> dict[str, Any]:
     """Plain-dict form, for hyper-parameters that must survive ``weights_only`` loading."""
     return asdict(noise)
+
+
+def has_affine_steps(kind: str, noise: NoiseConfig) -> bool:
+    """Whether :func:`affine_steps` describes sampler ``kind`` exactly: DDIM always; multistep
+    DPM-Solver++ when the network predicts the clean sample (its history then holds the raw outputs;
+    for epsilon or v it holds clean-sample estimates that also depend on earlier samples)."""
+    return kind == "ddim" or (kind == "dpmsolver++" and noise.prediction_type == "sample")
+
+
+@dataclass(frozen=True)
+class AffineSteps:
+    """A deterministic sampler's whole run as per-step coefficients:
+    ``x <- a[i] * x + b[i] * out_i + c[i] * out_(i-1)`` (``out``: the network's raw prediction).
+
+    DDIM, and multistep DPM-Solver++ on a clean-sample prediction (no thresholding), are affine in
+    the current sample and the current and previous network outputs, with coefficients fixed by the
+    timesteps alone (:func:`has_affine_steps`). Read off
+    diffusers' own ``step`` once (:func:`affine_steps`), they replace its ~50 small tensor operations
+    per step by three: at batch 1 on a CPU the scheduler took about a fifth of sampling.
+    """
+
+    timesteps: tuple[int, ...]
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
+
+
+def affine_steps(kind: str, steps: int, noise: NoiseConfig) -> AffineSteps:
+    """The :class:`AffineSteps` of sampler ``kind`` at ``steps`` steps, measured on diffusers' scheduler.
+
+    For step ``i`` the scheduler is run from a fresh copy on one-element inputs that are zero except
+    one probe (the sample at step ``i``, the output at step ``i``, or the output at step ``i - 1``); by
+    linearity each run's result is that probe's coefficient. Costs O(steps^2) scalar scheduler steps,
+    once per (sampler, steps, noise process). Raises ValueError where :func:`has_affine_steps` is False.
+    """
+    if not has_affine_steps(kind, noise):
+        raise ValueError(f"sampler {kind!r} with {noise.prediction_type} prediction is not an affine map of the outputs")
+    return _affine_steps(kind, steps, *astuple(noise))
+
+
+@functools.lru_cache(maxsize=64)
+def _affine_steps(kind: str, steps: int, *noise_fields: Any) -> AffineSteps:
+    import torch
+
+    noise = NoiseConfig(*noise_fields)
+
+    def run(i: int, x_i: float, out_i: float, out_prev: float) -> float:
+        sched = make_scheduler(kind, noise)
+        sched.set_timesteps(steps)
+        x = torch.zeros(1, dtype=torch.float64)
+        for j, t in enumerate(sched.timesteps[: i + 1]):
+            out = {i: out_i, i - 1: out_prev}.get(j, 0.0)
+            sample = torch.full_like(x, x_i) if j == i else x
+            x = sched.step(torch.full_like(x, out), t, sample).prev_sample
+        return float(x[0])
+
+    proto = make_scheduler(kind, noise)
+    proto.set_timesteps(steps)
+    n = len(proto.timesteps)
+    a = tuple(run(i, 1.0, 0.0, 0.0) for i in range(n))
+    b = tuple(run(i, 0.0, 1.0, 0.0) for i in range(n))
+    c = tuple(run(i, 0.0, 0.0, 1.0) if i > 0 else 0.0 for i in range(n))
+    return AffineSteps(tuple(int(t) for t in proto.timesteps), a, b, c)

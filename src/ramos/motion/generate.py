@@ -29,7 +29,7 @@ import torch
 
 from ramos.diffusion import LatentDiffusionModule
 from ramos.diffusion.schedule import SAMPLERS
-from ramos.motion.postprocess import plant_feet as _plant_feet
+from ramos.motion.postprocess import planting_shift
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
@@ -189,10 +189,13 @@ class MotionGenerator:
             out = self.module.sample(b - a, y[a:b], steps=steps, sampler=sampler, guidance=guidance,
                                      generator=generator, cond={"length": length_s[a:b]}, noise=noise[a:b],
                                      decode_mask=valid[a:b])
-            out = out.float().cpu().numpy()
+            out = out.float().cpu()
+            if plant_feet and self.skeleton.feet:
+                shift = planting_shift(out.numpy(), self.skeleton, self.fps, mask=valid[a:b].numpy())
+                with torch.inference_mode():  # ``out`` is an inference tensor: in place, torch adds it fastest
+                    out += torch.from_numpy(shift)[:, :, None, :]
+            out = out.numpy()
             motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
-        if plant_feet and self.skeleton.feet:
-            motions = [_plant_feet(m, self.skeleton, self.fps) for m in motions]
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
                     "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint}
         return GenerationResult(motions, list(labels), frames, seeds, settings)

@@ -20,35 +20,47 @@ from ramos.motion.skeleton import Skeleton
 
 
 def plant_feet(positions: np.ndarray, skeleton: Skeleton, fps: float, height_m: float = 0.05,
-               max_speed_mps: float = 1.5) -> np.ndarray:
-    """A copy of ``positions`` (T, J, 3) metres whose stance foot does not slide (see the module doc).
+               max_speed_mps: float = 1.5, mask: np.ndarray | None = None) -> np.ndarray:
+    """A copy of ``positions`` (..., T, J, 3) metres whose stance foot does not slide (see the module doc).
 
     Args:
-        positions: one motion, its valid frames only.
+        positions: one motion (T, J, 3) or a batch (B, T, J, 3).
         skeleton: gives the foot joints and the up axis.
         fps: frame rate (turns ``max_speed_mps`` into a per-frame distance).
         height_m: a foot lower than this in two consecutive frames is on the floor (the foot
             skating metric's contact height).
         max_speed_mps: a low foot faster than this is swinging, not planted: left alone.
+        mask: (..., T) valid frames (default: all). Transitions into padding are never pinned;
+            padded frames follow the last valid one's shift.
 
     Where both feet are planted the lower one is pinned. Raises ValueError for a skeleton without feet.
     """
+    shift = planting_shift(positions, skeleton, fps, height_m, max_speed_mps, mask)
+    return (np.asarray(positions, dtype=np.float32) + shift[..., None, :]).astype(np.float32)
+
+
+def planting_shift(positions: np.ndarray, skeleton: Skeleton, fps: float, height_m: float = 0.05,
+                   max_speed_mps: float = 1.5, mask: np.ndarray | None = None) -> np.ndarray:
+    """The per-frame shift (..., T, 3) that :func:`plant_feet` adds to every joint (zero along the up
+    axis and in frame 0). Reads only the feet: a caller holding a big batch adds it in place."""
     if not skeleton.feet:
         raise ValueError("the skeleton names no foot joints")
-    pos = np.array(positions, dtype=np.float32, copy=True)
-    if pos.ndim != 3 or pos.shape[0] < 2:
-        return pos
     up = skeleton.up_axis
     horiz = [a for a in range(3) if a != up]
-    feet = pos[:, list(skeleton.feet)]  # (T, F, 3)
-    height = feet[..., up]  # (T, F)
-    step = np.diff(feet[..., horiz], axis=0)  # (T-1, F, 2): slide of each foot per transition
-    planted = (height[1:] < height_m) & (height[:-1] < height_m)
+    feet = np.asarray(positions, dtype=np.float32)[..., list(skeleton.feet), :]  # (..., T, F, 3)
+    shift = np.zeros((*feet.shape[:-2], 3), np.float32)
+    if feet.shape[-3] < 2:
+        return shift
+    height = feet[..., up]  # (..., T, F)
+    step = np.diff(feet[..., horiz], axis=-3)  # (..., T-1, F, 2): slide of each foot per transition
+    planted = (height[..., 1:, :] < height_m) & (height[..., :-1, :] < height_m)
     planted &= np.linalg.norm(step, axis=-1) < max_speed_mps / fps
+    if mask is not None:
+        valid = np.asarray(mask, dtype=bool)
+        planted &= (valid[..., 1:] & valid[..., :-1])[..., None]
     # Pin the lowest planted foot of each transition (heights of non-planted feet masked out).
-    lowest = np.argmin(np.where(planted, height[1:], np.inf), axis=1)  # (T-1,)
-    any_planted = planted.any(axis=1)
-    slide = np.where(any_planted[:, None], step[np.arange(len(step)), lowest], 0.0)  # (T-1, 2)
-    shift = np.concatenate([np.zeros((1, 2), np.float32), -np.cumsum(slide, axis=0)], axis=0)  # (T, 2)
-    pos[..., horiz] += shift[:, None, :]
-    return pos
+    lowest = np.argmin(np.where(planted, height[..., 1:, :], np.inf), axis=-1)  # (..., T-1)
+    slide = np.take_along_axis(step, lowest[..., None, None], axis=-2)[..., 0, :]  # (..., T-1, 2)
+    slide = np.where(planted.any(axis=-1)[..., None], slide, 0.0)
+    shift[..., 1:, horiz] = -np.cumsum(slide, axis=-2)
+    return shift
