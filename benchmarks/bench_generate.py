@@ -5,8 +5,10 @@
 Without a checkpoint the default architecture is built with random weights (speed does not depend
 on the weights): the default motion VAE (configs/motion_vae) for 200-frame windows and the default
 denoiser (configs/motion_diffusion), 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
-batch 1 (default steps: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. Prints one line per figure and
-updates benchmarks/results/generate.json.
+batch 1 (default steps: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. The whole
+measurement runs ``--repeats`` times in a row and each figure is the median over them (this shared
+machine's speed drifts by up to 1.5x within minutes). Prints one line and updates
+benchmarks/results/generate.json.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 runs (median reported)")
     parser.add_argument("--batch", type=int, default=256, help="motions per batched call")
     parser.add_argument("--batched-runs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="whole measurements in a row; the figures are their medians (a shared machine is noisy)")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -72,26 +76,32 @@ def main() -> None:
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=gen.window / gen.fps)
     for _ in range(5):  # warm-up: allocator, scheduler construction, lazy imports
         gen.sample([label], seed=0, **kw)
-    # CPU time beside wall time: on a busy machine the wall clock measures the other processes too.
-    times, cpu = [], []
-    for i in range(args.runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        gen.sample([label], seed=i, **kw)
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    latency_ms = 1000 * statistics.median(times)
-
     gen.sample([label] * args.batch, seed=0, **kw)
-    batched, batched_cpu = [], []
-    for i in range(args.batched_runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        gen.sample([label] * args.batch, seed=i, **kw)
-        batched.append(time.perf_counter() - t0)
-        batched_cpu.append(time.process_time() - c0)
-    per_s = args.batch / statistics.median(batched)
+    # CPU time beside wall time: on a busy machine the wall clock measures the other processes too.
+    latencies, rates, times, cpu, batched, batched_cpu = [], [], [], [], [], []
+    for _ in range(args.repeats):
+        run_times = []
+        for i in range(args.runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            gen.sample([label], seed=i, **kw)
+            run_times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        latencies.append(1000 * statistics.median(run_times))
+        times += run_times
+        run_batched = []
+        for i in range(args.batched_runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            gen.sample([label] * args.batch, seed=i, **kw)
+            run_batched.append(time.perf_counter() - t0)
+            batched_cpu.append(time.process_time() - c0)
+        rates.append(args.batch / statistics.median(run_batched))
+        batched += run_batched
+    latency_ms, per_s = statistics.median(latencies), statistics.median(rates)
 
     result = {
         "latency_ms_batch1_median": round(latency_ms, 2),
+        "latency_ms_batch1_each_repeat": [round(v, 2) for v in latencies],
+        "motions_per_s_each_repeat": [round(v, 1) for v in rates],
         "latency_ms_batch1_p90": round(1000 * sorted(times)[int(0.9 * (len(times) - 1))], 2),
         "motions_per_s_batched": round(per_s, 1),
         "cpu_ms_batch1_median": round(1000 * statistics.median(cpu), 2),
@@ -106,8 +116,10 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    print(f"generate: batch 1 {latency_ms:.1f} ms/motion (median of {args.runs}, {args.steps} {args.sampler} steps, "
-          f"guidance {args.guidance}, decoding included); batched {per_s:.0f} motions/s (batch {args.batch}); "
+    print(f"generate: batch 1 {latency_ms:.1f} ms/motion (medians of {args.runs} calls, repeats "
+          f"{', '.join(f'{v:.1f}' for v in latencies)}; {args.steps} {args.sampler} steps, "
+          f"guidance {args.guidance}, decoding included); batched {per_s:.0f} motions/s (batch {args.batch}; repeats "
+          f"{', '.join(f'{v:.0f}' for v in rates)}); "
           f"{result['threads']} threads; CPU time {result['cpu_ms_batch1_median']:.1f} ms/motion, "
           f"{args.batch / result['cpu_s_per_batch_median']:.0f} motions per CPU-second batched")
     from ramos.utils.atomic import write_json
