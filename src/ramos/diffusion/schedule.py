@@ -97,9 +97,9 @@ class AffineSteps:
 
     DDIM, and multistep DPM-Solver++ on a clean-sample prediction (no thresholding), are affine in
     the current sample and the current and previous network outputs, with coefficients fixed by the
-    timesteps alone (:func:`has_affine_steps`). Read off
-    diffusers' own ``step`` once (:func:`affine_steps`), they replace its ~50 small tensor operations
-    per step by three: at batch 1 on a CPU the scheduler took about a fifth of sampling.
+    timesteps alone (:func:`has_affine_steps`). Read off diffusers' own ``step`` once
+    (:func:`affine_steps`), they replace its ~50 small tensor operations per step by three: at
+    batch 1 on a CPU the scheduler took about a fifth of sampling.
     """
 
     timesteps: tuple[int, ...]
