@@ -92,6 +92,26 @@ def bone_length_std(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, mask:
     return float(std[has].mean()) if has.any() else float("nan")
 
 
+def foot_contacts(positions: np.ndarray, skeleton: Skeleton, height_m: float = 0.05
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame transition and foot: ``(contact, step, height)``.
+
+    ``contact`` (..., T-1, F) is True where the foot is below ``height_m`` in both frames, ``step``
+    (..., T-1, F, 2) its horizontal displacement, ``height`` (..., T, F) its height. Shared by
+    :func:`foot_skating_ratio` and the foot clean-up (``ramos.motion.postprocess``), so that both
+    mean the same thing by "on the floor". Raises ValueError for a skeleton without feet.
+    """
+    if not skeleton.feet:
+        raise ValueError("the skeleton names no foot joints")
+    up = skeleton.up_axis
+    horiz = [a for a in range(3) if a != up]
+    feet = np.asarray(positions)[..., list(skeleton.feet), :]  # (..., T, F, 3)
+    height = feet[..., up]
+    contact = (height[..., 1:, :] < height_m) & (height[..., :-1, :] < height_m)
+    step = np.diff(feet[..., horiz], axis=-3)
+    return contact, step, height
+
+
 def foot_skating_ratio(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fps: float = 20.0,
                        mask: np.ndarray | None = None, height_m: float = 0.05, speed_mps: float = 0.5) -> float:
     """Share of valid frames where a foot in contact slides (GMD / MotionLCM definition).
@@ -100,15 +120,8 @@ def foot_skating_ratio(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fp
     contact frame skates when the horizontal foot speed exceeds ``speed_mps`` and so does its
     5-frame moving average. Frames are counted over pairs of consecutive valid frames.
     """
-    if not skeleton.feet:
-        raise ValueError("the skeleton names no foot joints")
+    contact, step, _ = foot_contacts(positions, skeleton, height_m)
     m = _window_mask(_mask(positions, mask), 1)  # (..., T-1)
-    up = skeleton.up_axis
-    horiz = [a for a in range(3) if a != up]
-    feet = positions[..., list(skeleton.feet), :]  # (..., T, F, 3)
-    h = feet[..., up]
-    contact = (h[..., 1:, :] < height_m) & (h[..., :-1, :] < height_m)
-    step = feet[..., 1:, :, :][..., horiz] - feet[..., :-1, :, :][..., horiz]
     speed = np.linalg.norm(step, axis=-1) * fps  # (..., T-1, F)
     smooth = ndimage.uniform_filter1d(speed, size=5, axis=-2, mode="nearest")
     skate = (contact & (speed > speed_mps) & (smooth > speed_mps)).any(-1)

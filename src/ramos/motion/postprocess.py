@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ramos.motion.metrics import foot_contacts
 from ramos.motion.skeleton import Skeleton
 
 
@@ -36,25 +37,19 @@ def plant_feet(positions: np.ndarray, skeleton: Skeleton, fps: float, height_m: 
     Where both feet are planted the lower one is pinned. Raises ValueError for a skeleton without feet.
     """
     shift = planting_shift(positions, skeleton, fps, height_m, max_speed_mps, mask)
-    return (np.asarray(positions, dtype=np.float32) + shift[..., None, :]).astype(np.float32)
+    return np.asarray(positions, dtype=np.float32) + shift[..., None, :]
 
 
 def planting_shift(positions: np.ndarray, skeleton: Skeleton, fps: float, height_m: float = 0.05,
                    max_speed_mps: float = 1.5, mask: np.ndarray | None = None) -> np.ndarray:
     """The per-frame shift (..., T, 3) that :func:`plant_feet` adds to every joint (zero along the up
     axis and in frame 0). Reads only the feet: a caller holding a big batch adds it in place."""
-    if not skeleton.feet:
-        raise ValueError("the skeleton names no foot joints")
-    up = skeleton.up_axis
-    horiz = [a for a in range(3) if a != up]
-    feet = np.asarray(positions, dtype=np.float32)[..., list(skeleton.feet), :]  # (..., T, F, 3)
-    shift = np.zeros((*feet.shape[:-2], 3), np.float32)
-    if feet.shape[-3] < 2:
+    planted, step, height = foot_contacts(np.asarray(positions, dtype=np.float32), skeleton, height_m)
+    shift = np.zeros((*height.shape[:-1], 3), np.float32)
+    if height.shape[-2] < 2:
         return shift
-    height = feet[..., up]  # (..., T, F)
-    step = np.diff(feet[..., horiz], axis=-3)  # (..., T-1, F, 2): slide of each foot per transition
-    planted = (height[..., 1:, :] < height_m) & (height[..., :-1, :] < height_m)
-    planted &= np.linalg.norm(step, axis=-1) < max_speed_mps / fps
+    horiz = [a for a in range(3) if a != skeleton.up_axis]
+    planted &= np.linalg.norm(step, axis=-1) < max_speed_mps / fps  # slower than a swing
     if mask is not None:
         valid = np.asarray(mask, dtype=bool)
         planted &= (valid[..., 1:] & valid[..., :-1])[..., None]
