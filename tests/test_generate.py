@@ -25,7 +25,7 @@ from ramos.motion.diffusion_stage import (
     build_module,
     length_histograms,
 )
-from ramos.motion.generate import GenerationError, MotionGenerator, export_motions, generate
+from ramos.motion.generate import DEFAULT_GUIDANCE, GenerationError, MotionGenerator, export_motions, generate
 from ramos.motion.io.bvh import BvhItem, read_item
 from ramos.utils.checkpoint import CheckpointError
 from ramos.vae import VAEModule
@@ -60,7 +60,7 @@ def _train_args(tmp) -> list[str]:
     return ["train", "motion-diffusion", "--vae", str(tmp / "vae.ckpt"), "--dataset", str(tmp / "data"),
             "--out", str(tmp / "run"), "--set", "steps=30", "--set", "batch_size=32", "--set", "denoiser.width=64",
             "--set", "denoiser.depth=2", "--set", "val_every_n_steps=30", "--set", "strip_steps=4",
-            "--set", "strip_labels=2", "--no-progress"]
+            "--set", "strip_labels=2", "--set", "distill_steps=20", "--set", "distill_batch_size=32", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +89,19 @@ def test_training_writes_checkpoint_config_strip_and_logs(trained):
     assert (out / "checkpoints" / "last.ckpt").is_file()  # the resume point
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 30 and np.isfinite(summary["train_loss"])
+    assert summary["distill_steps"] == 20 and np.isfinite(summary["distill_loss"])
+    assert (out / "checkpoints" / "trained.ckpt").is_file() and (out / "checkpoints" / "distill_last.ckpt").is_file()
     assert list((out / "samples").glob("step_*.png"))
     assert list((out / "tb").glob("events.out.tfevents.*"))
     module = LatentDiffusionModule.load(ckpt)  # self-contained: the VAE is inside
     info = module.hparams.data_info
     data = MotionDataset(data_dir)
     assert module.hparams.class_names == data.labels and module.hparams.cond_keys == ["length"]
+    # The guidance-distilled student serves the generation default, and only that scale.
+    assert module.student is not None and module.hparams.student_guidance == DEFAULT_GUIDANCE
+    gen = MotionGenerator(module, str(ckpt))
+    assert gen.sample(["walk"], steps=2, seed=0).settings["guidance_distilled"]
+    assert not gen.sample(["walk"], steps=2, guidance=3.0, seed=0).settings["guidance_distilled"]
     assert info["fps"] == 20.0 and info["window"] == WINDOW and info["length_unit"] == "seconds"
     assert info["length_hist"] == json.loads(json.dumps(length_histograms(data)))
 
@@ -329,6 +336,7 @@ def test_default_config_file_repeats_the_code_defaults():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "motion_diffusion" / "default.yaml"
     assert load_config_file(path) == MotionDiffusionConfig()
+    assert MotionDiffusionConfig().distill_guidance == DEFAULT_GUIDANCE  # the student serves the default
 
 
 def test_frozen_sampling_matches_eager_sampling(trained):

@@ -292,6 +292,37 @@ def test_bucketed_routing_traced_and_frozen_paths_agree():
     assert z.grad is not None and bool((z.grad != 0).any())
 
 
+def test_temporal_refiner_starts_as_identity_and_refines_only_the_longest_range():
+    """A new refiner changes nothing (its last convolution is zero); trained weights change the
+    longest range's windows only, and the frames of a window depend on its neighbours (a
+    convolution over time, not per frame)."""
+    torch.manual_seed(0)
+    cfg = tiny_config("bucketed")
+    cfg.net.refine = 8
+    plain = build_motion_vae(tiny_config("bucketed"), HUMANML3D, 40).decoder.eval()
+    refined = build_motion_vae(cfg, HUMANML3D, 40).decoder.eval()
+    assert refined.refiner is not None
+    for p in plain.experts.parameters():
+        p.data.normal_(0, 0.05)
+    refined.experts.load_state_dict(plain.experts.state_dict())
+    z = torch.randn(4, 16)
+    mask = torch.arange(40)[None] < torch.tensor([5, 40, 8, 30])[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(refined(z, mask), plain(z, mask))
+        for p in refined.refiner.parameters():
+            p.data.normal_(0, 0.1)
+        before = refined(z, mask)
+        changed = (before - plain(z, mask)).abs().flatten(1).amax(1)
+        assert changed[[0, 2]].max() == 0 and changed[[1, 3]].min() > 1e-3  # buckets [8, 40]: rows 1, 3 are long
+        f = torch.randn(1, 40, 66)
+        g = f.clone()
+        g[:, 20] += 1.0
+        d = (refined.refiner(g) - refined.refiner(f)).abs().sum(-1)[0]
+        assert d[14:27].min() > 0 and d[:13].max() == 0 and d[28:].max() == 0  # three kernel-5 layers: +-6 frames
+        refined.freeze_for_inference()  # the frozen copy of the longest range includes its refiner
+        torch.testing.assert_close(refined(z, mask), before, rtol=1e-5, atol=1e-5)
+
+
 def test_transformer_decoder_decodes_to_the_length():
     """Queries past the length are masked out of attention: the valid frames do not depend on how
     many padded frames follow, so a short window is decoded by its own queries alone."""

@@ -2,8 +2,9 @@
 
     data -> pose VAE -> motion VAE -> latent diffusion -> generate (one motion per label) -> evaluate
 
-Each stage writes into its own folder under the output folder and is recorded in
-``pipeline.json`` when it finishes; a rerun skips every recorded stage whose outputs still exist
+The pose VAE study (a side branch: nothing downstream reads it) trains in a second process beside
+the motion VAE, each on one thread, so both CPU cores work. Each stage writes into its own folder
+under the output folder and is recorded in ``pipeline.json`` when it finishes; a rerun skips every recorded stage whose outputs still exist
 (a stage interrupted midway resumes from its own checkpoints where it has them). Stage settings
 come from each stage's own YAML config plus the overrides in the pipeline config.
 """
@@ -63,6 +64,8 @@ class PipelineConfig:
     motion_diffusion: StageSettings = field(default_factory=StageSettings)
     evaluation: StageSettings = field(default_factory=StageSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
+    parallel: bool = True
+    """Train the pose VAE study in a second process beside the motion VAE (both single-threaded)."""
 
 
 def _stage_config(cls: type, default: Path, settings: StageSettings) -> Any:
@@ -123,6 +126,9 @@ class Pipeline:
         start = time.perf_counter()
         entry = fn()
         entry["seconds"] = round(time.perf_counter() - start, 1)
+        return self._record(name, entry)
+
+    def _record(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
         self.record["stages"][name] = entry
         write_json(self.record_path, self.record)
         log.info("stage %s: done in %.1f s", name, entry["seconds"])
@@ -130,6 +136,9 @@ class Pipeline:
 
     # --- stages -----------------------------------------------------------------------------------
     def run(self) -> PipelineResult:
+        import concurrent.futures
+        import multiprocessing
+
         from tqdm import tqdm
 
         self.out.mkdir(parents=True, exist_ok=True)
@@ -137,9 +146,19 @@ class Pipeline:
                  ("motion_diffusion", self.motion_diffusion), ("generate", self.generate),
                  ("evaluate", self.evaluate)]
         bar = tqdm(steps, desc="pipeline", unit="stage", disable=not self.progress or None)
-        for name, fn in bar:
-            bar.set_postfix_str(name)
-            self._run(name, fn)
+        side: concurrent.futures.Future[dict[str, Any]] | None = None
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for name, fn in bar:
+                bar.set_postfix_str(name)
+                if name == "pose_vae" and self.cfg.parallel and self._done(name) is None:
+                    log.info("stage pose_vae: starting in a second process")
+                    side = pool.submit(_side_stage, self.cfg, self.out, name)
+                    continue
+                self._run(name, fn)
+                if side is not None and name == "motion_vae":
+                    # Recorded only now, so pipeline.json is written by this process alone.
+                    self._record("pose_vae", side.result())
+                    side = None
         return PipelineResult(self.out, self.record["stages"])
 
     @property
@@ -181,7 +200,8 @@ class Pipeline:
         vae = self.record["stages"]["motion_vae"]["checkpoint"]
         result = train_motion_diffusion(vae, self.dataset_dir, self.out / "diffusion", cfg, progress=self.progress)
         return {"outputs": [str(result.checkpoint)], "checkpoint": str(result.checkpoint),
-                "headline": f"{result.steps} steps, final loss {result.final_loss}"}
+                "headline": f"{result.steps} steps (+{result.distill_steps} of guidance distillation), "
+                            f"final loss {result.final_loss}"}
 
     def generate(self) -> dict[str, Any]:
         from ramos.motion.generate import MotionGenerator, export_motions
@@ -210,6 +230,18 @@ class Pipeline:
         return {"outputs": [str(report)], "report": str(report), "overall": o, "overall_planted_feet": p,
                 "headline": f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
                             f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)"}
+
+
+def _side_stage(cfg: PipelineConfig, out: Path, name: str) -> dict[str, Any]:
+    """Run stage ``name`` in a worker process, on one thread and without progress bars (the main
+    process shows its own); returns its record entry with the seconds it took."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    entry = getattr(Pipeline(cfg, out, progress=False), name)()
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    return entry
 
 
 def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike[str], progress: bool = True) -> PipelineResult:

@@ -197,7 +197,8 @@ class MotionGenerator:
             out = out.numpy()
             motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
-                    "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint}
+                    "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint,
+                    "guidance_distilled": self.module.hparams.get("student_guidance") == guidance}
         return GenerationResult(motions, list(labels), frames, seeds, settings)
 
 

@@ -70,6 +70,8 @@ class NetConfig:
         dropout: MLP only: dropout on the flattened input.
         smooth: MLP, transformer and bucketed: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
             jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
+        refine: bucketed only: channels of a temporal convolution refining the longest range's
+            decoded frames (0: none; :class:`ramos.motion.nets.motion.TemporalRefiner`).
     """
 
     family: Family = "bucketed"
@@ -85,6 +87,7 @@ class NetConfig:
     root_mode: RootMode = "velocity"
     dropout: float = 0.0
     smooth: bool = False
+    refine: int = 0
 
 
 @dataclass
@@ -167,7 +170,7 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
     elif n.family == "bucketed":
         buckets = [b for b in n.buckets if b < window] + [window]  # a shorter window caps the buckets
         encoder = BucketedMotionEncoder(buckets=buckets, hidden=n.residual, **common)
-        decoder = BucketedMotionDecoder(buckets=buckets, hidden=n.residual, smooth=n.smooth, **common)
+        decoder = BucketedMotionDecoder(buckets=buckets, hidden=n.residual, smooth=n.smooth, refine=n.refine, **common)
     else:
         raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp', 'conv', 'transformer' or 'bucketed'")
     lc = cfg.loss

@@ -483,21 +483,64 @@ class BucketedMotionEncoder(Buildable):
         return mu, self.logvar[index].clamp(*_LOGVAR_RANGE)
 
 
+class TemporalRefiner(nn.Module):
+    """``f + conv(f)`` over time: three kernel-5 convolutions with frame-shared weights on features
+    (B, T, C). The last convolution starts at zero, so a new refiner changes nothing.
+
+    Why: a decoder whose weights belong to frame slots (a PCA basis plus an MLP) regresses a 10 s
+    window towards the mean of its neighbours and blurs sharp events such as a foot touching down;
+    a convolution learns such local patterns once for every frame.
+    """
+
+    def __init__(self, features: int, channels: int, kernel: int = 5) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.body = nn.Sequential(nn.Conv1d(features, channels, kernel, padding=pad, padding_mode="replicate"), nn.SiLU(),
+                                  nn.Conv1d(channels, channels, kernel, padding=pad, padding_mode="replicate"), nn.SiLU(),
+                                  nn.Conv1d(channels, features, kernel, padding=pad, padding_mode="replicate"))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, f: Tensor) -> Tensor:
+        return f + self.body(f.transpose(1, 2)).transpose(1, 2)
+
+
+class _RefinedExpert(nn.Module):
+    """A bucket's decoder followed by a :class:`TemporalRefiner` of its frames (features out, flat)."""
+
+    def __init__(self, expert: nn.Module, refiner: TemporalRefiner, frames: int) -> None:
+        super().__init__()
+        self.expert, self.refiner, self.frames = expert, refiner, frames
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.refiner(self.expert(z).view(z.shape[0], self.frames, -1)).flatten(1)
+
+
 class BucketedMotionDecoder(Buildable):
     """The decoders of :class:`BucketedMotionEncoder`'s buckets: a latent is decoded by its length's
     bucket (``mask``: the valid frames; without it, the longest bucket) into that bucket's frames;
-    the rest of the window repeats the last decoded frame (padding: cut by the caller)."""
+    the rest of the window repeats the last decoded frame (padding: cut by the caller).
+
+    ``refine`` > 0 adds a :class:`TemporalRefiner` of that many channels to the longest bucket (the
+    short ranges are reconstructed to about 1 cm already)."""
 
     def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
                  hidden: int = 512, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
                  feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 smooth: bool = False) -> None:
+                 smooth: bool = False, refine: int = 0) -> None:
         super().__init__()
         self.window, self.smooth = window, smooth
         self.buckets = _check_buckets(buckets, window)
         self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
         self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
+        self.refiner = TemporalRefiner(num_joints * 3, refine) if refine > 0 else None
         self._frozen_experts: list[Callable[[Tensor], Tensor]] | None = None
+
+    def _expert(self, k: int) -> nn.Module:
+        """Bucket ``k``'s latent -> flat features map, its refiner included."""
+        if self.refiner is not None and k == len(self.buckets) - 1:
+            return _RefinedExpert(self.experts[k], self.refiner, self.buckets[k])
+        return self.experts[k]
 
     def freeze_for_inference(self) -> None:
         """Decode through TorchScript-frozen copies of the experts (``torch.jit.optimize_for_inference``:
@@ -508,13 +551,13 @@ class BucketedMotionDecoder(Buildable):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             self._frozen_experts = [
-                torch.jit.optimize_for_inference(torch.jit.trace(e, (torch.zeros(1, e.linear.in_features),)))
-                for e in self.experts]
+                torch.jit.optimize_for_inference(torch.jit.trace(self._expert(k), (torch.zeros(1, e.linear.in_features),)))
+                for k, e in enumerate(self.experts)]
 
     def _decode_bucket(self, k: int, z: Tensor) -> Tensor:
         """Standardised features (B, W, J * 3) of bucket ``k``, its last frame repeated to the window."""
         frozen = self._frozen_experts is not None and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-        expert = self._frozen_experts[k] if frozen else self.experts[k]  # type: ignore[index]
+        expert = self._frozen_experts[k] if frozen else self._expert(k)  # type: ignore[index]
         f = expert(z).view(z.shape[0], self.buckets[k], -1)
         if self.buckets[k] == self.window:
             return f
