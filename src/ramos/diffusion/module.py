@@ -100,6 +100,7 @@ class LatentDiffusionModule(L.LightningModule):
         # The guided student (a denoiser of the same build); its weights come from a checkpoint or
         # from add_guided_student.
         self.student: nn.Module | None = copy.deepcopy(denoiser) if student_guidance is not None else None
+        self._student_lr: float | None = None
         self.autoencoder = autoencoder
         if autoencoder is not None:
             autoencoder.eval().requires_grad_(False)
@@ -242,6 +243,8 @@ class LatentDiffusionModule(L.LightningModule):
         if not self.is_initialised:
             raise RuntimeError("train the diffusion model before distilling its guidance")
         self.student = copy.deepcopy(self.ema.module).train().requires_grad_(True)
+        # Frozen, so that only the student's gradients exist (and DDP synchronises only those).
+        self.denoiser.requires_grad_(False)
         self.hparams.student_guidance = float(guidance)
         self._student_lr = lr
 
@@ -314,7 +317,7 @@ class LatentDiffusionModule(L.LightningModule):
         lr = self.hparams.lr
         params = self.denoiser.parameters()
         if self.student is not None:
-            params, lr = self.student.parameters(), getattr(self, "_student_lr", None) or lr
+            params, lr = self.student.parameters(), self._student_lr or lr
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=self.hparams.weight_decay, fused=True)
         if self.trainer is None:
             return opt
