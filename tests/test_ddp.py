@@ -54,3 +54,62 @@ def test_vae_stage_trains_with_two_gloo_processes(tmp_path):
     vae = VAEModule.load(final)
     mu, _ = vae.encode(torch.rand(3, 1, 28, 28))
     assert mu.shape == (3, 16) and torch.isfinite(mu).all()
+
+
+DISTILL_SCRIPT = textwrap.dedent("""
+    import sys
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+    from ramos.diffusion import LatentDiffusionModule
+    from ramos.diffusion.nets import ResidualMLPDenoiser
+
+    class Items(torch.utils.data.Dataset):
+        def __init__(self):
+            g = torch.Generator().manual_seed(0)
+            self.y = torch.arange(64) % 2
+            self.x = (self.y[:, None].float() * 4 - 2) + 0.3 * torch.randn(64, 4, generator=g)
+        def __len__(self):
+            return 64
+        def __getitem__(self, i):
+            return {"x": self.x[i], "label": self.y[i]}
+
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=16, depth=1, num_classes=2), None, num_classes=2)
+
+    def fit(steps):
+        trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+        trainer.fit(model, DataLoader(Items(), batch_size=8))
+        return trainer
+
+    fit(4)
+    before = {k: v.clone() for k, v in model.ema.module.state_dict().items()}
+    model.add_guided_student(2.0)
+    trainer = fit(4)
+    assert all(torch.equal(v, model.ema.module.state_dict()[k]) for k, v in before.items())  # teacher kept
+    assert any(not torch.equal(p, q) for p, q in zip(model.student.parameters(), model.ema.module.parameters()))
+    trainer.save_checkpoint(out)
+""")
+
+
+@pytest.mark.slow
+def test_guidance_distillation_trains_with_two_gloo_processes(tmp_path):
+    """The distillation phase under DDP: only the student has gradients to synchronise."""
+    from ramos.diffusion import LatentDiffusionModule
+
+    script = tmp_path / "distill_ddp.py"
+    script.write_text(DISTILL_SCRIPT)
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "distilled.ckpt"
+    result = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stderr + result.stdout
+    module = LatentDiffusionModule.load(out)
+    assert module.hparams.student_guidance == 2.0
+    x = module.sample(4, torch.tensor([0, 1, 0, 1]), steps=5, guidance=2.0, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 4) and torch.isfinite(x).all()
