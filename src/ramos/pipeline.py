@@ -4,8 +4,9 @@
 
 The pose VAE study (a side branch: nothing downstream reads it) trains in a second process beside
 the motion VAE, each on one thread, so both CPU cores work. Each stage writes into its own folder
-under the output folder and is recorded in ``pipeline.json`` when it finishes; a rerun skips every recorded stage whose outputs still exist
-(a stage interrupted midway resumes from its own checkpoints where it has them). Stage settings
+under the output folder and is recorded in ``pipeline.json`` when it finishes; a rerun skips every
+recorded stage whose outputs still exist (a stage interrupted midway resumes from its own
+checkpoints where it has them). Stage settings
 come from each stage's own YAML config plus the overrides in the pipeline config.
 """
 

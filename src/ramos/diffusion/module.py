@@ -442,10 +442,14 @@ class LatentDiffusionModule(L.LightningModule):
                                     **ckpt.get("ramos_autoencoder_hparams", {}))
         hp = dict(ckpt.get("hyper_parameters", {}))
         module = cls(build(specs["denoiser"]), autoencoder, **hp)
-        state = ckpt["state_dict"]
-        module.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)
-        module.load_state_dict(state)
+        module.load_weights(ckpt["state_dict"])
         return module.eval()
+
+    def load_weights(self, state: dict[str, Tensor]) -> None:
+        """Load a saved state dict into this module (``latent_shape`` is sized on first use: sized here
+        like the saved one first)."""
+        self.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)
+        self.load_state_dict(state)
 
 
 class _Denoise(nn.Module):

@@ -301,6 +301,10 @@ class TrainResult:
     distill_steps: int = 0
 
 
+_RESUME = {"train": "last", "distill": "distill_last"}
+"""Resume checkpoint name (in ``<out>/checkpoints``) per phase; "last" is what earlier versions wrote."""
+
+
 def _trainer(out_dir: Path, phase: str, steps: int, cfg: MotionDiffusionConfig, has_val: bool,
              progress: bool) -> L.Trainer:
     """The Lightning trainer of one phase (``"train"`` or ``"distill"``), resumable from
@@ -327,10 +331,6 @@ def _trainer(out_dir: Path, phase: str, steps: int, cfg: MotionDiffusionConfig, 
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out_dir,
     )
-
-
-_RESUME = {"train": "last", "distill": "distill_last"}
-"""Resume checkpoint name (in ``<out>/checkpoints``) per phase; "last" is what earlier versions wrote."""
 
 
 def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
@@ -362,9 +362,7 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     metrics: dict[str, Any] = {}
     if trained.is_file():
         log.info("training finished earlier: %s", trained)
-        state = load_checkpoint(trained)["state_dict"]
-        module.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)  # sized on first use
-        module.load_state_dict(state)
+        module.load_weights(load_checkpoint(trained)["state_dict"])
         steps = cfg.steps
     else:
         trainer = _trainer(out_dir, "train", cfg.steps, cfg, has_val, progress)
