@@ -63,6 +63,9 @@ DISTILL_SCRIPT = textwrap.dedent("""
     from torch.utils.data import DataLoader
     from ramos.diffusion import LatentDiffusionModule
     from ramos.diffusion.nets import ResidualMLPDenoiser
+    from ramos.vae import VAEModule
+    from ramos.vae.losses import MSEReconstruction
+    from ramos.vae.nets import MLPDecoder, MLPEncoder
 
     class Items(torch.utils.data.Dataset):
         def __init__(self):
@@ -76,7 +79,8 @@ DISTILL_SCRIPT = textwrap.dedent("""
 
     out = sys.argv[1]
     torch.manual_seed(0)
-    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=16, depth=1, num_classes=2), None, num_classes=2)
+    vae = VAEModule(MLPEncoder([4], 3, [8]), MLPDecoder([4], 3, [8]), MSEReconstruction("x"))
+    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=3, width=16, depth=1, num_classes=2), vae, num_classes=2)
 
     def fit(steps):
         trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=2, strategy="ddp", logger=False,
@@ -90,13 +94,20 @@ DISTILL_SCRIPT = textwrap.dedent("""
     trainer = fit(4)
     assert all(torch.equal(v, model.ema.module.state_dict()[k]) for k, v in before.items())  # teacher kept
     assert any(not torch.equal(p, q) for p, q in zip(model.student.parameters(), model.ema.module.parameters()))
+    kept = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("autoencoder.decoder.")}
+    decoder = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    model.add_decoder_tuning(1e-2, mix=0.5, max_timestep=100)
+    trainer = fit(4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in kept.items())  # only the decoder moves
+    assert any(not torch.equal(v, vae.decoder.state_dict()[k]) for k, v in decoder.items())
     trainer.save_checkpoint(out)
 """)
 
 
 @pytest.mark.slow
-def test_guidance_distillation_trains_with_two_gloo_processes(tmp_path):
-    """The distillation phase under DDP: only the student has gradients to synchronise."""
+def test_guidance_distillation_and_decoder_tuning_train_with_two_gloo_processes(tmp_path):
+    """The distillation and decoder-tuning phases under DDP: only the student, then only the decoder,
+    has gradients to synchronise."""
     from ramos.diffusion import LatentDiffusionModule
 
     script = tmp_path / "distill_ddp.py"
@@ -112,4 +123,4 @@ def test_guidance_distillation_trains_with_two_gloo_processes(tmp_path):
     module = LatentDiffusionModule.load(out)
     assert module.hparams.student_guidance == 2.0
     x = module.sample(4, torch.tensor([0, 1, 0, 1]), steps=5, guidance=2.0, generator=torch.Generator().manual_seed(0))
-    assert x.shape == (4, 4) and torch.isfinite(x).all()
+    assert x.shape == (4, 4) and torch.isfinite(x).all()  # decoded by the tuned decoder

@@ -342,3 +342,73 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
     assert loaded.hparams.student_guidance == 3.0
     torch.testing.assert_close(loaded.sample(4, y, steps=10, guidance=3.0, generator=torch.Generator().manual_seed(5)), a)
     torch.testing.assert_close(loaded.sample(4, y, steps=10, guidance=2.0, generator=torch.Generator().manual_seed(5)), b)
+
+
+@pytest.mark.parametrize("prediction", ["sample", "epsilon", "v_prediction"])
+def test_x0_of_a_prediction_recovers_the_clean_latent(prediction: str) -> None:
+    """The oracle prediction of each type (the noise, v, or x0 itself) converts back to x0."""
+    module = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), noise=NoiseConfig(prediction_type=prediction))
+    sched = module.train_scheduler
+    x0, noise = torch.randn(6, 4), torch.randn(6, 4)
+    t = torch.tensor([0, 10, 200, 500, 800, 999])
+    x_t = sched.add_noise(x0, noise, t)
+    oracle = {"sample": x0, "epsilon": noise, "v_prediction": sched.get_velocity(x0, noise, t)}[prediction]
+    torch.testing.assert_close(module._x0(oracle, x_t, t), x0, atol=2e-3, rtol=1e-3)
+
+
+def test_decoder_tuning_fits_only_the_decoder_to_the_samplers_latents(trained_diffusion, tmp_path):
+    """Decoder tuning: the loss is the autoencoder's own reconstruction loss of the data decoded from
+    the sampling network's clean-latent prediction (share ``mix``) or from the encoder's latent (by
+    hand, both); a fit changes the chosen decoder parameters and nothing else; the tuned decoder
+    survives a checkpoint round trip."""
+    model, path = trained_diffusion
+    untrained = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), _vae(4))
+    with pytest.raises(RuntimeError, match="train the diffusion model"):
+        untrained.add_decoder_tuning(1e-3)
+    with pytest.raises(ValueError, match="needs an autoencoder"):
+        LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1)).add_decoder_tuning(1e-3)
+    module = LatentDiffusionModule.load(path)
+    with pytest.raises(ValueError, match="0 <= mix <= 1"):
+        module.add_decoder_tuning(1e-3, mix=1.5)
+    ae = module.autoencoder
+    last_layer = list(ae.decoder.parameters())[-2:]  # tune only the decoder's output layer
+    module.add_decoder_tuning(3e-3, mix=1.0, max_timestep=200, parameters=last_layer)
+    assert module.tuning_decoder
+    data = Blobs(32, seed=4)
+    batch = {"x": data.x, "label": data.y}
+    torch.manual_seed(1)
+    loss = module.decoder_tuning_loss(batch)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        z = module.to_latent(data.x)
+        zn = (z - module.latent_shift) / module.latent_scale
+        t = torch.randint(0, 201, (32,))
+        x_t = module.train_scheduler.add_noise(zn, torch.randn_like(zn), t)
+        y = module._labels(batch, 32, drop=True)
+        v = module.ema.module(x_t, t, y)  # the fixture predicts v (the default): x0 = a x_t - s v
+        alpha_bar = module.train_scheduler.alphas_cumprod[t][:, None]
+        z_pred = (alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v) * module.latent_scale + module.latent_shift
+    expected = (ae.decode(z_pred) - data.x).pow(2).sum(1).mean()
+    torch.testing.assert_close(loss, expected)
+    module._decoder_tuning.mix = 0.0  # every item from the encoder's latent: the plain reconstruction loss
+    torch.testing.assert_close(module.decoder_tuning_loss(batch), (ae.decode(z) - data.x).pow(2).sum(1).mean())
+    module._decoder_tuning.mix = 1.0
+
+    frozen = {name: p.detach().clone() for name, p in module.named_parameters()
+              if not any(p is q for q in last_layer)}
+    tuned_before = [p.detach().clone() for p in last_layer]
+    trainer = _trainer(tmp_path, 100)
+    trainer.fit(module, DataLoader(Blobs(), batch_size=64, shuffle=True))
+    changed = [name for name, p in module.named_parameters() if name in frozen and not torch.equal(p, frozen[name])]
+    assert changed == []  # denoiser, EMA, encoder and the rest of the decoder untouched
+    assert all(not torch.equal(a, b) for a, b in zip(tuned_before, last_layer))
+    torch.manual_seed(3)
+    after = module.decoder_tuning_loss(batch)
+    assert after < loss
+
+    path2 = tmp_path / "tuned.ckpt"
+    trainer.save_checkpoint(path2)
+    loaded = LatentDiffusionModule.load(path2)
+    zq = torch.randn(5, 4)
+    torch.testing.assert_close(loaded.from_latent(zq), module.from_latent(zq))
+    assert not torch.allclose(loaded.from_latent(zq), model.from_latent(zq))
