@@ -60,7 +60,8 @@ def _train_args(tmp) -> list[str]:
     return ["train", "motion-diffusion", "--vae", str(tmp / "vae.ckpt"), "--dataset", str(tmp / "data"),
             "--out", str(tmp / "run"), "--set", "steps=30", "--set", "batch_size=32", "--set", "denoiser.width=64",
             "--set", "denoiser.depth=2", "--set", "val_every_n_steps=30", "--set", "strip_steps=4",
-            "--set", "strip_labels=2", "--set", "distill_steps=20", "--set", "distill_batch_size=32", "--no-progress"]
+            "--set", "strip_labels=2", "--set", "distill_steps=20", "--set", "distill_batch_size=32",
+            "--set", "decoder_steps=10", "--set", "decoder_batch_size=16", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,14 @@ def test_training_writes_checkpoint_config_strip_and_logs(trained):
     assert summary["steps"] == 30 and np.isfinite(summary["train_loss"])
     assert summary["distill_steps"] == 20 and np.isfinite(summary["distill_loss"])
     assert (out / "checkpoints" / "trained.ckpt").is_file() and (out / "checkpoints" / "distill_last.ckpt").is_file()
+    # Decoder tuning, last: the checkpoint's decoder moved, its encoder is the VAE's.
+    assert summary["decoder_steps"] == 10 and np.isfinite(summary["decoder_loss"])
+    assert (out / "checkpoints" / "decoder_last.ckpt").is_file()
+    vae = VAEModule.load(trained[1])
+    tuned = LatentDiffusionModule.load(ckpt).autoencoder
+    for name, p in vae.named_parameters():
+        same = torch.equal(p, tuned.get_parameter(name))
+        assert same == name.startswith("encoder."), name
     assert list((out / "samples").glob("step_*.png"))
     assert list((out / "tb").glob("events.out.tfevents.*"))
     module = LatentDiffusionModule.load(ckpt)  # self-contained: the VAE is inside

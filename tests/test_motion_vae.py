@@ -293,18 +293,21 @@ def test_bucketed_routing_traced_and_frozen_paths_agree():
 
 
 def test_temporal_refiner_starts_as_identity_and_refines_only_the_longest_range():
-    """A new refiner changes nothing (its last convolution is zero); trained weights change the
+    """A new refiner (``net.refine`` or :meth:`with_refiner`) changes nothing (its last convolution is zero); trained weights change the
     longest range's windows only, and the frames of a window depend on its neighbours (a
     convolution over time, not per frame)."""
     torch.manual_seed(0)
     cfg = tiny_config("bucketed")
     cfg.net.refine = 8
     plain = build_motion_vae(tiny_config("bucketed"), HUMANML3D, 40).decoder.eval()
-    refined = build_motion_vae(cfg, HUMANML3D, 40).decoder.eval()
-    assert refined.refiner is not None
     for p in plain.experts.parameters():
         p.data.normal_(0, 0.05)
-    refined.experts.load_state_dict(plain.experts.state_dict())
+    refined = plain.with_refiner(8).eval()  # as decoder tuning adds it: the same build as net.refine=8
+    assert refined.refiner is not None and refined.spec == build_motion_vae(cfg, HUMANML3D, 40).decoder.spec
+    assert refined.with_refiner(16) is refined and plain.with_refiner(0) is plain
+    assert plain.longest_range_frames == (9, 40)  # buckets [8, 40]
+    tuned = {id(p) for p in refined.longest_range_parameters()}
+    assert tuned == {id(p) for m in (refined.experts[-1], refined.refiner) for p in m.parameters()}
     z = torch.randn(4, 16)
     mask = torch.arange(40)[None] < torch.tensor([5, 40, 8, 30])[:, None]
     with torch.no_grad():

@@ -201,8 +201,7 @@ class Pipeline:
         vae = self.record["stages"]["motion_vae"]["checkpoint"]
         result = train_motion_diffusion(vae, self.dataset_dir, self.out / "diffusion", cfg, progress=self.progress)
         return {"outputs": [str(result.checkpoint)], "checkpoint": str(result.checkpoint),
-                "headline": f"{result.steps} steps (+{result.distill_steps} of guidance distillation), "
-                            f"final loss {result.final_loss}"}
+                "headline": f"{result.steps_text}, final loss {result.final_loss}"}
 
     def generate(self) -> dict[str, Any]:
         from ramos.motion.generate import MotionGenerator, export_motions

@@ -36,6 +36,5 @@ def run(args: argparse.Namespace) -> int:
     # MotionDiffusionError (a RaMoS ValueError) is printed by ramos.cli as a one-line error.
     result = train_motion_diffusion(args.vae, dataset, args.out, cfg, progress=not args.no_progress)
     loss = "" if result.final_loss is None else f", final loss {result.final_loss:.4f}"
-    distill = f" + {result.distill_steps} of guidance distillation" if result.distill_steps else ""
-    print(f"ramos train motion-diffusion: {result.steps} steps{distill} in {result.seconds:.0f} s{loss} -> {result.checkpoint}")
+    print(f"ramos train motion-diffusion: {result.steps_text} in {result.seconds:.0f} s{loss} -> {result.checkpoint}")
     return 0

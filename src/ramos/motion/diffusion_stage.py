@@ -44,6 +44,7 @@ from ramos.diffusion.nets import ResidualMLPDenoiser
 from ramos.diffusion.schedule import NoiseConfig
 from ramos.motion.datamodule import MotionDataModule
 from ramos.motion.dataset import MotionDataset
+from ramos.motion.nets.motion import BucketedMotionDecoder
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 from ramos.utils.config import save_config
@@ -97,6 +98,18 @@ class MotionDiffusionConfig:
         distill_guidance: the guidance scale the student learns (the generation default).
         distill_lr: AdamW learning rate of the student (cosine decay to 5 %).
         distill_batch_size: windows per distillation step.
+        decoder_steps: optimiser steps of decoder tuning, last (0: none): the VAE decoder inside this
+            checkpoint learns to decode what the sampler predicts from lightly noised training latents
+            (:meth:`ramos.diffusion.LatentDiffusionModule.add_decoder_tuning`). The encoder, the
+            latent space and the VAE checkpoint on disk do not change.
+        decoder_lr: AdamW learning rate of decoder tuning (cosine decay to 5 %).
+        decoder_batch_size: windows per decoder-tuning step.
+        decoder_mix: share of a batch decoded from the sampler's prediction (the rest from the
+            encoder's latent).
+        decoder_max_timestep: the predictions start from latents noised at timesteps up to this.
+        decoder_refine: channels of a :class:`~ramos.motion.nets.motion.TemporalRefiner` added to the
+            longest length range of a length-bucketed decoder before tuning (0: none); only that
+            range is tuned (the windows of the other ranges are not used).
     """
 
     seed: int = 0
@@ -119,6 +132,12 @@ class MotionDiffusionConfig:
     distill_guidance: float = 2.0
     distill_lr: float = 3e-4
     distill_batch_size: int = 256
+    decoder_steps: int = 800
+    decoder_lr: float = 4e-4
+    decoder_batch_size: int = 64
+    decoder_mix: float = 0.8
+    decoder_max_timestep: int = 300
+    decoder_refine: int = 32
 
 
 class MotionDiffusionError(ValueError):
@@ -156,6 +175,16 @@ class SecondsDataModule(MotionDataModule):
                 labels = torch.as_tensor([data.label_id(int(i)) for i in idx], dtype=torch.long)
                 self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(), labels)
 
+    def use_windows(self, min_frames: int = 1) -> None:
+        """From here on the cached splits also carry the windows (``motion``, ``mask``; read from the
+        data set per item) of at least ``min_frames`` valid frames, and only those (decoder tuning)."""
+        data = self.dataset
+        for split, items in self.latents.items():
+            idx = data.split_indices(split)
+            keep = np.flatnonzero(data.lengths[idx] >= min_frames)
+            self.latents[split] = _WindowItems(data, idx[keep], items.latents[keep], items.lengths[keep],
+                                               items.labels[keep])
+
     def split(self, name: str) -> Dataset:
         return self.latents[name] if name in self.latents else super().split(name)
 
@@ -176,6 +205,21 @@ class _LatentItems(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {LATENT_KEY: self.latents[i], "length": self.lengths[i], "label": self.labels[i]}
+
+
+class _WindowItems(_LatentItems):
+    """:class:`_LatentItems` with each item's window (``motion`` in metres, ``mask``)."""
+
+    def __init__(self, data: MotionDataset, rows: np.ndarray, latents: Tensor, lengths: Tensor,
+                 labels: Tensor) -> None:
+        super().__init__(latents, lengths, labels)
+        self.data, self.rows = data, rows
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = super().__getitem__(i)
+        window = self.data.item(int(self.rows[i]))
+        item["motion"], item["mask"] = torch.from_numpy(window["motion"]), torch.from_numpy(window["mask"])
+        return item
 
 
 def length_histograms(data: MotionDataset, split: str = "train") -> dict[str, list[list[int]]]:
@@ -299,15 +343,24 @@ class TrainResult:
     steps: int
     final_loss: float | None
     distill_steps: int = 0
+    decoder_steps: int = 0
+
+    @property
+    def steps_text(self) -> str:
+        """e.g. "8000 steps + 1000 of guidance distillation + 800 of decoder tuning"."""
+        parts = [f"{self.steps} steps"]
+        parts += [f"{n} of {what}" for n, what in [(self.distill_steps, "guidance distillation"),
+                                                   (self.decoder_steps, "decoder tuning")] if n]
+        return " + ".join(parts)
 
 
-_RESUME = {"train": "last", "distill": "distill_last"}
+_RESUME = {"train": "last", "distill": "distill_last", "decoder": "decoder_last"}
 """Resume checkpoint name (in ``<out>/checkpoints``) per phase; "last" is what earlier versions wrote."""
 
 
 def _trainer(out_dir: Path, phase: str, steps: int, cfg: MotionDiffusionConfig, has_val: bool,
              progress: bool) -> L.Trainer:
-    """The Lightning trainer of one phase (``"train"`` or ``"distill"``), resumable from
+    """The Lightning trainer of one phase (``"train"``, ``"distill"`` or ``"decoder"``), resumable from
     ``<out>/checkpoints/<phase>_last.ckpt``."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -337,12 +390,13 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
                            out: str | os.PathLike[str], cfg: MotionDiffusionConfig | None = None,
                            progress: bool = True) -> TrainResult:
     """Train the motion latent diffusion on ``dataset`` in the latent space of the VAE at ``vae_path``,
-    then (``cfg.distill_steps`` > 0) distil its guidance into a one-pass student.
+    then (``cfg.distill_steps`` > 0) distil its guidance into a one-pass student, then
+    (``cfg.decoder_steps`` > 0) tune the VAE decoder inside the checkpoint to the sampler's latents.
 
     Resumable phase by phase: training from ``<out>/checkpoints/last.ckpt``; a finished training
-    is kept as ``<out>/checkpoints/trained.ckpt`` and distillation resumes from
-    ``<out>/checkpoints/distill_last.ckpt``. The final checkpoint ``<out>/last.ckpt`` is written
-    atomically.
+    is kept as ``<out>/checkpoints/trained.ckpt``; distillation resumes from
+    ``<out>/checkpoints/distill_last.ckpt``, decoder tuning from ``<out>/checkpoints/decoder_last.ckpt``.
+    The final checkpoint ``<out>/last.ckpt`` is written atomically.
     """
     cfg = cfg or MotionDiffusionConfig()
     out_dir = Path(out)
@@ -384,6 +438,9 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("distill/")})
     else:
         trainer = None
+    if cfg.decoder_steps > 0:
+        trainer = _tune_decoder(module, dm, out_dir, cfg, progress)
+        metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("decoder/")})
     seconds = time.perf_counter() - start
     final = out_dir / "last.ckpt"
     if trainer is None:
@@ -395,10 +452,37 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     loss = metrics.get("train/loss_epoch", metrics.get("train/loss_step"))
     val = metrics.get("val/loss")
     distill = metrics.get("distill/loss_epoch")
+    decoder = metrics.get("decoder/loss_epoch")
     summary = {"checkpoint": str(final), "steps": steps, "seconds": round(seconds, 2),
                "train_loss": None if loss is None else float(loss), "val_loss": None if val is None else float(val),
-               "distill_steps": cfg.distill_steps if module.distilling else 0,
+               "distill_steps": cfg.distill_steps if module.student is not None else 0,
                "distill_loss": None if distill is None else float(distill),
+               "decoder_steps": cfg.decoder_steps if module.tuning_decoder else 0,
+               "decoder_loss": None if decoder is None else float(decoder),
                "labels": list(data.labels), "windows_train": int(len(data.split_indices("train")))}
     write_json(out_dir / "summary.json", summary)
-    return TrainResult(final, seconds, steps, summary["train_loss"], summary["distill_steps"])
+    return TrainResult(final, seconds, steps, summary["train_loss"], summary["distill_steps"], summary["decoder_steps"])
+
+
+def _tune_decoder(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, cfg: MotionDiffusionConfig,
+                  progress: bool) -> L.Trainer:
+    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`): returns its finished trainer."""
+    assert module.autoencoder is not None
+    decoder = module.autoencoder.decoder
+    params, min_frames = None, 1
+    if isinstance(decoder, BucketedMotionDecoder):
+        # Only the longest range is tuned: the short ranges reconstruct to about 1 cm already, and the
+        # sampled 10 s motions are where the decoder's tolerance shows (docs/generation.md).
+        decoder = decoder.with_refiner(cfg.decoder_refine)
+        module.autoencoder.decoder = decoder
+        params, min_frames = decoder.longest_range_parameters(), decoder.longest_range_frames[0]
+    module.add_decoder_tuning(cfg.decoder_lr, cfg.decoder_mix, cfg.decoder_max_timestep, params)
+    dm.use_windows(min_frames)
+    dm.batch_size = cfg.decoder_batch_size
+    has_val = len(dm.latents.get("val", ())) > 0
+    trainer = _trainer(out_dir, "decoder", cfg.decoder_steps, cfg, has_val, progress)
+    resume = out_dir / "checkpoints" / f"{_RESUME['decoder']}.ckpt"
+    if resume.is_file():
+        log.info("resuming decoder tuning from %s", resume)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    return trainer

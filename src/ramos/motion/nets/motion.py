@@ -22,6 +22,7 @@ first ``length`` of them (the diffusion stage conditions on the length, see docs
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import warnings
@@ -535,6 +536,29 @@ class BucketedMotionDecoder(Buildable):
         self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
         self.refiner = TemporalRefiner(num_joints * 3, refine) if refine > 0 else None
         self._frozen_experts: list[Callable[[Tensor], Tensor]] | None = None
+
+    def with_refiner(self, channels: int) -> BucketedMotionDecoder:
+        """This decoder with a new :class:`TemporalRefiner` of ``channels`` on its longest bucket (a new
+        refiner is the identity: the copy decodes exactly as this one until it is trained). A
+        decoder that has a refiner already, or ``channels`` 0, is returned as it is."""
+        if self.refiner is not None or channels <= 0:
+            return self
+        spec = copy.deepcopy(self.spec)
+        spec["init_args"]["refine"] = channels
+        out = type(self)(**spec["init_args"])
+        missing, unexpected = out.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("refiner.") for k in missing), (missing, unexpected)
+        return out
+
+    @property
+    def longest_range_frames(self) -> tuple[int, int]:
+        """The shortest and longest length (frames) decoded by the longest bucket."""
+        return (self.buckets[-2] + 1 if len(self.buckets) > 1 else 1), self.buckets[-1]
+
+    def longest_range_parameters(self) -> list[nn.Parameter]:
+        """The parameters that decode the longest bucket: its expert and the refiner."""
+        params = list(self.experts[-1].parameters())
+        return params + (list(self.refiner.parameters()) if self.refiner is not None else [])
 
     def _expert(self, k: int) -> nn.Module:
         """Bucket ``k``'s latent -> flat features map, its refiner included."""
