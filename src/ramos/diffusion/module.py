@@ -365,22 +365,24 @@ class LatentDiffusionModule(L.LightningModule):
         a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         return (x_t - s * pred) / a if kind == "epsilon" else a * x_t - s * pred
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def _phase(self) -> tuple[str, str]:
+        """(log prefix, what is trained) of the current phase: training, distillation or decoder tuning."""
         if self.tuning_decoder:
-            loss = self.decoder_tuning_loss(batch)
-            check_finite(loss, "decoder tuning", self.global_step)
-            self.log("decoder/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
-                     batch_size=self._batch_size(batch))
-            return loss
+            return "decoder", "decoder tuning"
+        return ("distill", "guidance distillation") if self.distilling else ("train", "latent diffusion")
+
+    def _phase_loss(self, batch: dict[str, Tensor], training: bool) -> Tensor:
+        if self.tuning_decoder:
+            return self.decoder_tuning_loss(batch)
         if self.distilling:
-            loss = self.distillation_loss(batch)
-            check_finite(loss, "guidance distillation", self.global_step)
-            self.log("distill/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
-                     batch_size=self._batch_size(batch))
-            return loss
-        loss = self.diffusion_loss(batch)
-        check_finite(loss, "latent diffusion", self.global_step)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
+            return self.distillation_loss(batch)
+        return self.diffusion_loss(batch, drop_labels=training)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        prefix, what = self._phase()
+        loss = self._phase_loss(batch, training=True)
+        check_finite(loss, what, self.global_step)
+        self.log(f"{prefix}/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True,
                  batch_size=self._batch_size(batch))
         return loss
 
@@ -388,19 +390,11 @@ class LatentDiffusionModule(L.LightningModule):
         return int(batch[LATENT_KEY if LATENT_KEY in batch else self.hparams.input_key].shape[0])
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if self.tuning_decoder:
-            loss = self.decoder_tuning_loss(batch)
-            self.log("decoder/val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
-                     batch_size=self._batch_size(batch))
-            return loss
-        if self.distilling:
-            loss = self.distillation_loss(batch)
-            self.log("distill/val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
-                     batch_size=self._batch_size(batch))
-            return loss
-        loss = self.diffusion_loss(batch, drop_labels=False)
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
-                 batch_size=self._batch_size(batch))
+        prefix = self._phase()[0]
+        loss = self._phase_loss(batch, training=False)
+        # "val/loss" for training (what earlier checkpoints and the docs call it), "<phase>/val_loss" after.
+        self.log("val/loss" if prefix == "train" else f"{prefix}/val_loss", loss, prog_bar=True, on_epoch=True,
+                 sync_dist=True, batch_size=self._batch_size(batch))
         return loss
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
