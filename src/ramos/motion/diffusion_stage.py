@@ -439,8 +439,10 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     else:
         trainer = None
     if cfg.decoder_steps > 0:
-        trainer = _tune_decoder(module, dm, out_dir, cfg, progress)
-        metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("decoder/")})
+        tuned = _tune_decoder(module, dm, out_dir, cfg, progress)
+        if tuned is not None:
+            trainer = tuned
+            metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("decoder/")})
     seconds = time.perf_counter() - start
     final = out_dir / "last.ckpt"
     if trainer is None:
@@ -465,17 +467,23 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
 
 
 def _tune_decoder(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, cfg: MotionDiffusionConfig,
-                  progress: bool) -> L.Trainer:
-    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`): returns its finished trainer."""
+                  progress: bool) -> L.Trainer | None:
+    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`): returns its finished trainer, or
+    None (skipped, with a warning) when no training window is long enough for the tuned range."""
     assert module.autoencoder is not None
     decoder = module.autoencoder.decoder
-    params, min_frames = None, 1
+    data = dm.dataset
+    min_frames = decoder.longest_range_frames[0] if isinstance(decoder, BucketedMotionDecoder) else 1
+    if not (data.lengths[data.split_indices("train")] >= min_frames).any():
+        log.warning("decoder tuning skipped: no training window of %d frames or more", min_frames)
+        return None
+    params = None
     if isinstance(decoder, BucketedMotionDecoder):
         # Only the longest range is tuned: the short ranges reconstruct to about 1 cm already, and the
         # sampled 10 s motions are where the decoder's tolerance shows (docs/generation.md).
         decoder = decoder.with_refiner(cfg.decoder_refine)
         module.autoencoder.decoder = decoder
-        params, min_frames = decoder.longest_range_parameters(), decoder.longest_range_frames[0]
+        params = decoder.longest_range_parameters()
     module.add_decoder_tuning(cfg.decoder_lr, cfg.decoder_mix, cfg.decoder_max_timestep, params)
     dm.use_windows(min_frames)
     dm.batch_size = cfg.decoder_batch_size
