@@ -326,6 +326,22 @@ def test_temporal_refiner_starts_as_identity_and_refines_only_the_longest_range(
         torch.testing.assert_close(refined(z, mask), before, rtol=1e-5, atol=1e-5)
 
 
+
+def test_decoder_tuning_is_skipped_when_no_window_reaches_the_longest_range(caplog):
+    """A data set of short windows only (none in the 9-40-frame range of buckets [8, 40]) skips
+    decoder tuning with a warning, and the decoder keeps its build (no refiner added)."""
+    from types import SimpleNamespace
+
+    from ramos.motion.diffusion_stage import MotionDiffusionConfig, _tune_decoder
+
+    decoder = build_motion_vae(tiny_config("bucketed"), HUMANML3D, 40).decoder
+    module = SimpleNamespace(autoencoder=SimpleNamespace(decoder=decoder))
+    data = SimpleNamespace(lengths=np.array([5, 8, 3, 40]), split_indices=lambda split: np.array([0, 1, 2]))
+    with caplog.at_level("WARNING"):
+        result = _tune_decoder(module, SimpleNamespace(dataset=data), Path("unused"), MotionDiffusionConfig(), False)
+    assert result is None and module.autoencoder.decoder is decoder and decoder.refiner is None
+    assert "decoder tuning skipped: no training window of 9 frames or more" in caplog.text
+
 def test_transformer_decoder_decodes_to_the_length():
     """Queries past the length are masked out of attention: the valid frames do not depend on how
     many padded frames follow, so a short window is decoded by its own queries alone."""
