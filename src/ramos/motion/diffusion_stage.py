@@ -386,6 +386,17 @@ def _trainer(out_dir: Path, phase: str, steps: int, cfg: MotionDiffusionConfig, 
     )
 
 
+def _fit_phase(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, phase: str, steps: int,
+               cfg: MotionDiffusionConfig, has_val: bool, progress: bool) -> L.Trainer:
+    """Fit one phase for ``steps``, resuming from its ``<out>/checkpoints`` file when there is one."""
+    trainer = _trainer(out_dir, phase, steps, cfg, has_val, progress)
+    resume = out_dir / "checkpoints" / f"{_RESUME[phase]}.ckpt"
+    if resume.is_file():
+        log.info("resuming phase %r from %s", phase, resume)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    return trainer
+
+
 def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
                            out: str | os.PathLike[str], cfg: MotionDiffusionConfig | None = None,
                            progress: bool = True) -> TrainResult:
@@ -410,8 +421,7 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     dm.cache_latents(module)
     save_config(cfg, out_dir / "config.yaml")
     has_val = len(data.split_indices("val")) > 0
-    ckpts = out_dir / "checkpoints"
-    trained = ckpts / "trained.ckpt"
+    trained = out_dir / "checkpoints" / "trained.ckpt"
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
     if trained.is_file():
@@ -419,22 +429,14 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
         module.load_weights(load_checkpoint(trained)["state_dict"])
         steps = cfg.steps
     else:
-        trainer = _trainer(out_dir, "train", cfg.steps, cfg, has_val, progress)
-        resume = ckpts / f"{_RESUME['train']}.ckpt"
-        if resume.is_file():
-            log.info("resuming from %s", resume)
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+        trainer = _fit_phase(module, dm, out_dir, "train", cfg.steps, cfg, has_val, progress)
         steps, metrics = int(trainer.global_step), dict(trainer.callback_metrics)
         with atomic_path(trained) as tmp:
             trainer.save_checkpoint(tmp)
     if cfg.distill_steps > 0 and module.hparams.num_classes > 0:
         module.add_guided_student(cfg.distill_guidance, cfg.distill_lr)
         dm.batch_size = cfg.distill_batch_size
-        trainer = _trainer(out_dir, "distill", cfg.distill_steps, cfg, has_val, progress)
-        resume = ckpts / f"{_RESUME['distill']}.ckpt"
-        if resume.is_file():
-            log.info("resuming guidance distillation from %s", resume)
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+        trainer = _fit_phase(module, dm, out_dir, "distill", cfg.distill_steps, cfg, has_val, progress)
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("distill/")})
     else:
         trainer = None
@@ -488,9 +490,4 @@ def _tune_decoder(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir:
     dm.use_windows(min_frames)
     dm.batch_size = cfg.decoder_batch_size
     has_val = len(dm.latents.get("val", ())) > 0
-    trainer = _trainer(out_dir, "decoder", cfg.decoder_steps, cfg, has_val, progress)
-    resume = out_dir / "checkpoints" / f"{_RESUME['decoder']}.ckpt"
-    if resume.is_file():
-        log.info("resuming decoder tuning from %s", resume)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
-    return trainer
+    return _fit_phase(module, dm, out_dir, "decoder", cfg.decoder_steps, cfg, has_val, progress)
