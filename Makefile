@@ -25,8 +25,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Speed benchmarks (about 10 minutes); BENCH_ARGS="--pipeline runs/pipeline" adds the trained-model ones.
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -30,10 +30,10 @@ def default_generator(width: int | None = None, depth: int | None = None):
     """A MotionGenerator with the default architecture (or another denoiser size) and random weights."""
     from ramos.diffusion import LatentDiffusionModule
     from ramos.diffusion.nets import ResidualMLPDenoiser
-    from ramos.motion.diffusion_stage import MotionDiffusionConfig
     from ramos.motion.generate import MotionGenerator
-    from ramos.motion.motion_vae import MotionVAEConfig, build_motion_vae
     from ramos.motion.skeleton import HUMANML3D
+    from ramos.stages.motion_diffusion import MotionDiffusionConfig
+    from ramos.stages.motion_vae.train import MotionVAEConfig, build_motion_vae
 
     window, labels = 200, [f"label{i}" for i in range(20)]
     vae_cfg, cfg = MotionVAEConfig(), MotionDiffusionConfig()

@@ -73,7 +73,7 @@ def main() -> None:
     pixel_wall_s = _ramos("mnist", "--out", str(out), "--with-pixel-baseline", *extra)
     metrics = json.loads((out / "metrics.json").read_text())
 
-    from ramos.mnist.config import MnistConfig
+    from ramos.stages.mnist.config import MnistConfig
     from ramos.utils.config import load_config
 
     cfg = load_config(MnistConfig, out / "config.yaml")

@@ -1,9 +1,9 @@
 """Motion VAE speed: batched encode + decode throughput and training-step time on CPU.
 
     python benchmarks/bench_motion_vae.py [--checkpoint runs/motion_vae/motion_vae.ckpt]
-        [--config configs/motion_vae/default.yaml] [--threads 2] [--batch 256] [--seconds 10]
+        [--config FILE] [--threads 2] [--batch 256] [--seconds 10]
 
-Without a checkpoint the architecture of ``--config`` is built with random weights (speed does
+Without a checkpoint the architecture of ``--config`` (default: the built-in defaults) is built with random weights (speed does
 not depend on the weights). Target on 2 CPU cores: encode + decode >= 500 windows/s (200 x 22 x 3
 windows, posterior mean, batched). Also reports the time of one training step (batch of the
 config, forward + backward + AdamW) so that the 15-minute training budget can be checked as
@@ -29,15 +29,15 @@ RESULTS = ROOT / "benchmarks" / "results" / "motion_vae.json"
 
 def build(args: argparse.Namespace):
     """(vae, config name, optimiser batch size): from the checkpoint, or the config with random weights."""
-    from ramos.motion.motion_vae import MotionVAEConfig, build_motion_vae
+    from ramos import configs
     from ramos.motion.skeleton import HUMANML3D
-    from ramos.utils.config import load_config
+    from ramos.stages.motion_vae.train import build_motion_vae
     from ramos.vae import VAEModule
 
-    cfg = load_config(MotionVAEConfig, args.config)
+    cfg = configs.load("motion_vae", args.config)
     if args.checkpoint:
         return VAEModule.load(args.checkpoint, freeze=False), str(args.checkpoint), cfg.optim.batch_size
-    return build_motion_vae(cfg, HUMANML3D, 200), str(Path(args.config).resolve().relative_to(ROOT)), cfg.optim.batch_size
+    return build_motion_vae(cfg, HUMANML3D, 200), args.config or "defaults", cfg.optim.batch_size
 
 
 def throughput(vae, batch: int, seconds: float) -> float:
@@ -76,7 +76,7 @@ def step_time(vae, batch: int, repeats: int = 5) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=None)
-    p.add_argument("--config", default=str(ROOT / "configs" / "motion_vae" / "default.yaml"))
+    p.add_argument("--config", default=None, help="motion VAE config file (default: the built-in defaults)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seconds", type=float, default=10.0)

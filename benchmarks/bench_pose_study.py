@@ -34,18 +34,18 @@ def main() -> None:
 
     import torch
 
-    from ramos.motion.dataset import ensure_builtin_dataset
-    from ramos.motion.pose_data import PoseData
-    from ramos.studies.pose_vae import QUICK_OVERRIDES, PoseVAEStudyConfig, run_study
+    from ramos import configs
+    from ramos.stages.data.prepare import ensure_builtin_dataset
+    from ramos.stages.pose_vae.data import PoseData
+    from ramos.stages.pose_vae.study import run_study
     from ramos.utils.atomic import write_json
-    from ramos.utils.config import load_config
 
-    overrides = dict(QUICK_OVERRIDES) if args.quick else {}
+    overrides = {}
     if args.workers is not None:
         overrides["workers"] = args.workers
     if args.threads is not None:
         overrides["train.threads"] = args.threads
-    cfg = load_config(PoseVAEStudyConfig, None, overrides)
+    cfg = configs.load("pose_vae", "quick" if args.quick else None, overrides)
     dataset = ensure_builtin_dataset(progress=False)
     data = PoseData.from_dataset(dataset, cfg.data)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="pose_bench_"))

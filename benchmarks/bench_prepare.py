@@ -139,8 +139,8 @@ def _memory_kib(pids: list[int]) -> tuple[int, int]:
 
 
 def measure(root: Path, n: int, workers: int) -> dict[str, float]:
-    from ramos.motion.dataset import load_prepare_config, prepare_dataset
     from ramos.motion.io import READERS
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
 
     items = READERS["amass"].list_items(root / "seqs")[:n]
     peak = {"pss": 0, "rss": 0}

@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=5, help="timed batch-1 motions per model (median)")
     parser.add_argument("--n-per-label", type=int, default=8, help="motions per label for the FID")
-    parser.add_argument("--baseline-config", type=Path,
-                        help="raw baseline config (default: configs/raw_baseline/default.yaml, MDM's size)")
+    parser.add_argument("--baseline-config",
+                        help="raw baseline config: a file or a packaged name, e.g. small (default: MDM's size)")
     parser.add_argument("--budget-s", type=float,
                         help="override the baseline's training time (quick checks only: the result is then "
                              "not an equal-time comparison and is marked so)")
@@ -74,11 +74,17 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    from ramos.motion.baseline import load_baseline_config, load_raw_baseline, sample_raw_baseline, train_raw_baseline
-    from ramos.motion.dataset import MotionDataset, ensure_builtin_dataset
-    from ramos.motion.diffusion_stage import train_motion_diffusion
-    from ramos.motion.evaluate import checkpoint_generator, evaluate, load_evaluation_config
+    from ramos import configs
+    from ramos.motion.dataset import MotionDataset
     from ramos.motion.generate import MotionGenerator
+    from ramos.stages.data.prepare import ensure_builtin_dataset
+    from ramos.stages.evaluation import checkpoint_generator, evaluate
+    from ramos.stages.motion_diffusion import train_motion_diffusion
+    from ramos.stages.raw_baseline import (
+        load_raw_baseline,
+        sample_raw_baseline,
+        train_raw_baseline,
+    )
     from ramos.utils.atomic import write_json
 
     data = MotionDataset(args.dataset if args.dataset is not None else ensure_builtin_dataset())
@@ -88,18 +94,13 @@ def main() -> None:
         summary = latent_ckpt.parent / "summary.json"
         latent_s = float(json.loads(summary.read_text())["seconds"]) if summary.is_file() else float("nan")
     else:
-        from ramos.motion.diffusion_stage import MotionDiffusionConfig
-        from ramos.utils.config import load_config
-
-        cfg_path = Path(__file__).resolve().parents[1] / "configs" / "motion_diffusion" / "default.yaml"
-        trained = train_motion_diffusion(args.vae, data.path, args.out / "latent",
-                                         load_config(MotionDiffusionConfig, cfg_path if cfg_path.is_file() else None))
+        trained = train_motion_diffusion(args.vae, data.path, args.out / "latent")
         latent_ckpt, latent_s = trained.checkpoint, trained.seconds
     vae_s = 0.0 if args.diffusion_time_only else _vae_seconds(args.vae)
     budget = args.budget_s if args.budget_s is not None else latent_s + vae_s
     if not budget > 0:
         raise SystemExit(f"{latent_ckpt}: unknown training time (no summary.json); train it here instead")
-    raw_cfg = load_baseline_config(args.baseline_config)
+    raw_cfg = configs.load("raw_baseline", args.baseline_config)
     raw_ckpt = train_raw_baseline(data.path, args.out / "raw", raw_cfg, max_time_s=budget)
     raw_steps = (args.out / "raw" / "train_seconds.txt").read_text().strip()
 
@@ -116,7 +117,7 @@ def main() -> None:
     raw_wall, raw_cpu = _time_batch1(lambda s: sample_raw_baseline(raw, [raw_label], [data.window], seed=s, **kw),
                                      args.runs)
 
-    cfg = load_evaluation_config(overrides={"n_per_label": args.n_per_label, "steps": args.steps,
+    cfg = configs.load("evaluation", overrides={"n_per_label": args.n_per_label, "steps": args.steps,
                                             "sampler": args.sampler, "guidance": args.guidance})
     models = {"latent": checkpoint_generator(latent_ckpt, data.labels, cfg),
               "raw baseline": checkpoint_generator(raw_ckpt, data.labels, cfg)}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +20,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "latent_capacity.json"
 
 
 def main() -> None:
-    from ramos.motion.dataset import MotionDataset, ensure_builtin_dataset
+    from ramos.motion.dataset import MotionDataset
     from ramos.motion.preprocess import canonicalize, pad_window
+    from ramos.stages.data.prepare import ensure_builtin_dataset
     from ramos.utils.atomic import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from test_dataset import FakeReader
 
-from ramos.motion.analysis import analyze_dataset, caption_keywords
-from ramos.motion.dataset import load_prepare_config, prepare_dataset
-from ramos.motion.preprocess import PrepareConfig
+from ramos.stages.data.analysis import analyze_dataset, caption_keywords
+from ramos.stages.data.config import PrepareConfig
+from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
 
 PLOTS = ("motions.png", "lengths.png", "speeds.png", "rejections.png")
 

@@ -57,7 +57,7 @@ def test_motion_diffusion_samples_as_before(expected: dict[str, np.ndarray]) -> 
 
 
 def test_evaluator(expected: dict[str, np.ndarray]) -> None:
-    from ramos.motion.evaluate import load_evaluator, motion_features
+    from ramos.stages.evaluation import load_evaluator, motion_features
 
     net, names, _ = load_evaluator(OLD / "evaluator.ckpt")
     assert "walk" in names
@@ -75,7 +75,7 @@ def test_pose_encoder(expected: dict[str, np.ndarray]) -> None:
 
 
 def test_raw_baseline(expected: dict[str, np.ndarray]) -> None:
-    from ramos.motion.baseline import load_raw_baseline, sample_raw_baseline
+    from ramos.stages.raw_baseline import load_raw_baseline, sample_raw_baseline
 
     module = load_raw_baseline(OLD / "raw_baseline.ckpt")
     got = np.stack(sample_raw_baseline(module, [0, 1], [20, 20], steps=3, sampler="ddim", guidance=2.0, seed=0))

@@ -10,7 +10,8 @@ import yaml
 from PIL import Image
 
 from ramos.cli import main
-from ramos.motion.dataset import MotionDataset, load_prepare_config
+from ramos.motion.dataset import MotionDataset
+from ramos.stages.data.prepare import load_prepare_config
 from ramos.utils.config import to_dict
 
 

@@ -1,39 +1,68 @@
-"""Every YAML file under configs/ instantiates as the dataclass registered for its folder."""
+"""The packaged configs: every file instantiates as its stage's dataclass and holds only what differs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
+from importlib.resources import files
 
 import pytest
+import yaml
 
-from ramos.config_registry import CONFIG_CLASSES, config_class, load_config_file
-from ramos.utils.config import ConfigError, load_config, to_dict
+from ramos import configs
+from ramos.utils.config import ConfigError, load_config
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-FILES = sorted(p for p in CONFIGS.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
-
-
-def test_there_are_config_files_and_every_folder_is_registered():
-    assert FILES, f"no config files under {CONFIGS}"
-    folders = {p.parent.name for p in FILES}
-    assert folders <= set(CONFIG_CLASSES), f"unregistered config folders: {folders - set(CONFIG_CLASSES)}"
-    assert all(p.parent.parent == CONFIGS for p in FILES), "configs live one folder deep: configs/<stage>/*.yaml"
+PACKAGED = [(stage, name) for stage in sorted(configs.CONFIG_CLASSES) for name in configs.names(stage)]
 
 
-@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(CONFIGS)) for p in FILES])
-def test_config_file_instantiates(path):
-    cfg = load_config_file(path)
-    assert isinstance(cfg, config_class(path.parent.name))
+def test_every_config_folder_is_registered():
+    root = files("ramos.configs")
+    folders = {f.name for f in root.iterdir() if f.is_dir() and not f.name.startswith("__")}
+    assert folders, "no packaged config folders"
+    assert folders <= set(configs.CONFIG_CLASSES), f"unregistered: {folders - set(configs.CONFIG_CLASSES)}"
 
 
-def test_default_mnist_config_file_equals_the_built_in_defaults():
-    from ramos.mnist.config import MnistConfig
+@pytest.mark.parametrize("stage", sorted(configs.CONFIG_CLASSES))
+def test_every_stage_config_class_builds_from_its_defaults(stage):
+    cls = configs.config_class(stage)
+    assert dataclasses.is_dataclass(cls)
+    assert configs.load(stage) == cls()
 
-    assert to_dict(load_config_file(CONFIGS / "mnist" / "default.yaml")) == to_dict(MnistConfig())
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key not in ("overrides", "reader", "label_map"):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+@pytest.mark.parametrize("stage,name", PACKAGED, ids=[f"{s}/{n}" for s, n in PACKAGED])
+def test_packaged_file_instantiates_and_repeats_no_default(stage, name):
+    cfg = configs.load(stage, name)
+    assert isinstance(cfg, configs.config_class(stage))
+    defaults = dataclasses.asdict(configs.config_class(stage)())
+    written = _leaves(yaml.safe_load(configs.packaged(stage, name).read_text(encoding="utf-8")) or {})
+    flat_defaults = _leaves(defaults)
+    repeated = [k for k, v in written.items() if k in flat_defaults and flat_defaults[k] == v]
+    assert not repeated, f"{stage}/{name}.yaml repeats defaults (they live in the dataclass): {repeated}"
+
+
+def test_config_argument_takes_a_packaged_name_or_a_path(tmp_path):
+    assert configs.load("evaluation", "tiny").n_per_label == 2
+    own = tmp_path / "mine.yaml"
+    own.write_text("n_per_label: 3\n")
+    assert configs.load("evaluation", own).n_per_label == 3
+    assert configs.load("evaluation", str(own), {"seed": 7}).seed == 7
+    with pytest.raises(ConfigError, match="no such evaluation config.*tiny"):
+        configs.load("evaluation", "tinny")
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        configs.load("evaluation", tmp_path / "missing.yaml")
 
 
 def test_typos_and_wrong_types_are_errors_naming_the_file(tmp_path):
-    from ramos.mnist.config import MnistConfig
+    from ramos.stages.mnist.config import MnistConfig
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("vae:\n  latnet_dim: 8\n")
@@ -43,4 +72,4 @@ def test_typos_and_wrong_types_are_errors_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(MnistConfig, bad)
     with pytest.raises(ConfigError, match="no config class registered"):
-        config_class("nonexistent")
+        configs.config_class("nonexistent")

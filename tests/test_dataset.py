@@ -12,15 +12,11 @@ import pytest
 from test_preprocess import walking_positions
 
 from ramos.motion.clip import Clip, ClipError
-from ramos.motion.dataset import (
-    DataError,
-    MotionDataset,
-    NpyAppender,
-    load_prepare_config,
-    prepare_dataset,
-)
-from ramos.motion.preprocess import PrepareConfig, facing_direction
+from ramos.motion.dataset import DataError, MotionDataset
+from ramos.motion.preprocess import facing_direction
 from ramos.motion.skeleton import HUMANML3D
+from ramos.stages.data.config import PrepareConfig
+from ramos.stages.data.prepare import NpyAppender, load_prepare_config, prepare_dataset
 
 
 @dataclass
@@ -162,7 +158,7 @@ def test_split_files(tmp_path: Path) -> None:
 
 
 def test_data_module_batches(tmp_path: Path) -> None:
-    from ramos.motion.dataset import MotionDataModule
+    from ramos.motion.datamodule import MotionDataModule
 
     prepare_dataset("fake", tmp_path / "ds", _cfg(), workers=1, reader=FakeReader(GOOD), progress=False)
     dm = MotionDataModule(tmp_path / "ds", batch_size=4, normalized=False)

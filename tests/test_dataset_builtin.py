@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ramos.motion.dataset import MotionDataset, ensure_builtin_dataset, load_prepare_config
+from ramos.motion.dataset import MotionDataset
 from ramos.motion.io import READERS
-from ramos.motion.preprocess import ClipProcessor, segment_bounds
 from ramos.motion.skeleton import HUMANML3D
+from ramos.stages.data.prepare import ensure_builtin_dataset, load_prepare_config
+from ramos.stages.data.process import ClipProcessor, segment_bounds
 
 
 def _small_cfg():

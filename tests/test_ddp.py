@@ -18,8 +18,8 @@ from ramos.vae.module import VAEModule
 # Lightning's DDP launcher re-runs the script for rank 1, so the stage is driven by a real script file.
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from ramos.mnist.config import FAST_OVERRIDES, MnistConfig
-    from ramos.mnist.pipeline import Run
+    from ramos.stages.mnist.config import FAST_OVERRIDES, MnistConfig
+    from ramos.stages.mnist.training import Run
     from ramos.utils.config import load_config
 
     out, overrides = sys.argv[1], json.loads(sys.argv[2])

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ramos.motion import evaluate as E
+import ramos.stages.evaluation as E
 from ramos.motion.dataset import MotionDataset
 from ramos.motion.nets.evaluator import MotionEvaluator
+from ramos.motion.preprocess import pad_motions
 from ramos.motion.skeleton import HUMANML3D
 from ramos.utils.atomic import write_json, write_text
 
@@ -102,10 +103,10 @@ def _frozen(data: MotionDataset) -> E.Generator:
 # --- pieces ---------------------------------------------------------------------------------------
 def test_pad_motions_repeats_last_pose_and_masks():
     a, b = np.ones((3, 22, 3), np.float32), 2 * np.ones((5, 22, 3), np.float32)
-    x, mask = E.pad_motions([a, b])
+    x, mask = pad_motions([a, b])
     assert x.shape == (2, 5, 22, 3) and mask.tolist() == [[1, 1, 1, 0, 0], [1] * 5]
     assert (x[0, 3:] == 1).all()
-    x, mask = E.pad_motions([b], frames=4)  # longer motions are cut
+    x, mask = pad_motions([b], frames=4)  # longer motions are cut
     assert x.shape == (1, 4, 22, 3) and mask.all()
 
 
@@ -250,14 +251,15 @@ def test_evaluate_scores_a_good_and_a_bad_model(toy, trained, tmp_path):
 
 def test_evaluate_command_on_tiny_configuration(toy, tmp_path):
     """`ramos evaluate` with a freshly trained raw baseline as both models writes a well-formed report."""
+    from ramos import configs
     from ramos.cli import main
-    from ramos.motion.baseline import load_baseline_config, train_raw_baseline
+    from ramos.stages.raw_baseline import train_raw_baseline
 
-    cfg = load_baseline_config(E.CONFIG_DIR.parent / "raw_baseline" / "tiny.yaml")
+    cfg = configs.load("raw_baseline", "tiny")
     ckpt = train_raw_baseline(toy.path, tmp_path / "rb", cfg, progress=False)
     out = tmp_path / "report"
     code = main(["evaluate", "--diffusion", str(ckpt), "--baseline", str(ckpt), "--dataset", str(toy.path),
-                 "--config", str(E.CONFIG_DIR / "tiny.yaml"), "--out", str(out)])
+                 "--config", "tiny", "--out", str(out)])
     assert code == 0
     res = json.loads((out / "generation.json").read_text())
     assert set(res["models"]) == {E.REAL, "latent", "raw baseline"}
@@ -276,7 +278,3 @@ def test_evaluate_command_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert "nope.ckpt: checkpoint not found" in capsys.readouterr().err
 
 
-def test_default_config_file_repeats_the_code_defaults():
-    assert E.load_evaluation_config(E.CONFIG_DIR / "default.yaml") == E.EvaluationConfig()
-    tiny = E.load_evaluation_config(E.CONFIG_DIR / "tiny.yaml")
-    assert tiny.n_per_label == 2 and tiny.classifier.steps == 30

@@ -9,11 +9,10 @@ import pytest
 import torch
 from test_motion_vae import LABELS, tiny_config, write_toy_dataset
 
-from ramos.motion.latents import EncodedSet, encode_dataset, interpolate, kmeans_clusters, pick_pair
-from ramos.motion.motion_vae import build_motion_vae
 from ramos.motion.nets.motion import feature_stats
 from ramos.motion.skeleton import HUMANML3D
-
+from ramos.stages.motion_vae.latents import EncodedSet, encode_dataset, interpolate, kmeans_clusters, pick_pair
+from ramos.stages.motion_vae.train import build_motion_vae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -74,8 +74,8 @@ def test_tensorboard_has_losses_pictures_and_projector(fast_run):
 
 
 def test_rerun_reuses_finished_stages(fast_run):
-    from ramos.mnist.config import MnistConfig
-    from ramos.mnist.pipeline import Run
+    from ramos.stages.mnist.config import MnistConfig
+    from ramos.stages.mnist.training import Run
     from ramos.utils.config import load_config
 
     # The config the command saved is the one a rerun of the same command builds.

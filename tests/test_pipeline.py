@@ -10,12 +10,10 @@ import numpy as np
 from ramos.cli import main
 from ramos.motion.io.bvh import read_bvh
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["pipeline", "--config", str(ROOT / "configs/pipeline/tiny.yaml"), "--out", str(out), "--no-progress"]
+    args = ["pipeline", "--config", "tiny", "--out", str(out), "--no-progress"]
     assert main(args) == 0
     summary = capsys.readouterr().out
     assert "report:" in summary and "motions:" in summary

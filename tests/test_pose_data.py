@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from ramos.motion.io import READERS
-from ramos.motion.pose_data import PoseData, PoseDataConfig, PoseDataError, PoseDataModule, canonical_poses
+from ramos.motion.nets.pose import canonical_poses
 from ramos.motion.preprocess import facing_direction, mirror, rotate_yaw
 from ramos.motion.skeleton import HUMANML3D as SK
-
+from ramos.stages.pose_vae.data import PoseData, PoseDataConfig, PoseDataError, PoseDataModule
 
 ALL_FRAMES = PoseDataConfig(frame_stride=1, max_train_poses=0)
 

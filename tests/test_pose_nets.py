@@ -108,8 +108,7 @@ def test_pose_loss_terms():
 
 def test_fk_head_keeps_bone_lengths_and_reproduces_a_pose():
     from ramos.motion.io import READERS
-    from ramos.motion.nets.pose import SkeletonFK
-    from ramos.motion.pose_data import canonical_poses
+    from ramos.motion.nets.pose import SkeletonFK, canonical_poses
 
     pose = canonical_poses(READERS["builtin"].read_all(None)[4].positions[10], SK)
     lengths = SK.bone_lengths(pose)

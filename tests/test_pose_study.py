@@ -12,8 +12,7 @@ import torch
 
 from ramos.cli import main
 from ramos.motion.io import READERS
-from ramos.motion.nets.pose import GraphPoseEncoder, PoseEncoder, load_pose_encoder
-from ramos.motion.pose_data import canonical_poses
+from ramos.motion.nets.pose import GraphPoseEncoder, PoseEncoder, canonical_poses, load_pose_encoder
 from ramos.motion.preprocess import rotate_yaw
 from ramos.motion.skeleton import HUMANML3D as SK
 from ramos.utils.checkpoint import CheckpointError
@@ -106,12 +105,10 @@ def test_loading_a_non_pose_checkpoint_is_a_clear_error(tmp_path):
         load_pose_encoder(bad)
 
 
-def test_config_files_load_and_quick_overrides_apply():
-    from ramos.config_registry import load_config_file
-    from ramos.studies.pose_vae import QUICK_OVERRIDES, PoseVAEStudyConfig
-    from ramos.utils.config import load_config, to_dict
+def test_quick_config_shortens_the_study():
+    from ramos import configs
+    from ramos.stages.pose_vae.study import PoseVAEStudyConfig
 
-    configs = Path(__file__).resolve().parent.parent / "configs" / "pose_vae"
-    assert to_dict(load_config_file(configs / "study.yaml")) == to_dict(PoseVAEStudyConfig())
-    quick = load_config_file(configs / "quick.yaml")
-    assert to_dict(quick) == to_dict(load_config(PoseVAEStudyConfig, None, QUICK_OVERRIDES))
+    quick, full = configs.load("pose_vae", "quick"), PoseVAEStudyConfig()
+    assert quick.seeds == 1 and quick.train.steps < full.train.steps and quick.latents == [4, 32]
+    assert quick.net == full.net and quick.data == full.data  # only the run length changes

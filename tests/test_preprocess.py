@@ -9,8 +9,6 @@ import pytest
 
 from ramos.motion.clip import Clip
 from ramos.motion.preprocess import (
-    ClipProcessor,
-    PrepareConfig,
     canonicalize,
     compile_patterns,
     excluded_by,
@@ -22,11 +20,12 @@ from ramos.motion.preprocess import (
     normalize,
     pad_window,
     resample,
-    segment_bounds,
     velocity_pieces,
     window_starts,
 )
 from ramos.motion.skeleton import HUMANML3D, Skeleton
+from ramos.stages.data.config import PrepareConfig
+from ramos.stages.data.process import ClipProcessor, segment_bounds
 
 # Rest pose of the 22-joint skeleton facing +z (left at +x), pelvis at the origin.
 _REST = {

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from ramos.motion.baseline import (
-    CONFIG_DIR,
+from ramos import configs
+from ramos.motion.dataset import MotionDataset
+from ramos.motion.nets.raw_denoiser import RawMotionDenoiser
+from ramos.stages.data.config import AugmentConfig, PrepareConfig, SplitConfig
+from ramos.stages.data.prepare import prepare_dataset
+from ramos.stages.raw_baseline import (
     RawBaselineConfig,
     RawDenoiserConfig,
     is_raw_baseline,
-    load_baseline_config,
     load_raw_baseline,
     sample_raw_baseline,
     train_raw_baseline,
 )
-from ramos.motion.dataset import MotionDataset, prepare_dataset
-from ramos.motion.nets.raw_denoiser import RawMotionDenoiser
-from ramos.motion.preprocess import AugmentConfig, PrepareConfig, SplitConfig
 from ramos.utils.checkpoint import CheckpointError
 from ramos.utils.spec import build, spec_of
 
@@ -95,9 +95,8 @@ def small_builtin(tmp_path_factory) -> MotionDataset:
 
 
 def test_tiny_config_loads():
-    cfg = load_baseline_config(CONFIG_DIR / "tiny.yaml")
+    cfg = configs.load("raw_baseline", "tiny")
     assert cfg.denoiser.d_model == 32 and cfg.noise.prediction_type == "sample"
-    assert load_baseline_config(CONFIG_DIR / "default.yaml") == RawBaselineConfig()  # the file repeats the defaults
 
 
 def test_baseline_trains_and_samples_with_the_right_shape(small_builtin, tmp_path):
@@ -123,8 +122,8 @@ def test_baseline_trains_and_samples_with_the_right_shape(small_builtin, tmp_pat
 
 
 def test_training_loss_goes_down(small_builtin):
-    from ramos.motion.baseline import build_baseline
     from ramos.motion.datamodule import MotionDataModule
+    from ramos.stages.raw_baseline import build_baseline
 
     torch.manual_seed(0)
     cfg = RawBaselineConfig(denoiser=RawDenoiserConfig(d_model=32, num_layers=1, num_heads=2, ff_dim=64, dropout=0.0))
@@ -148,7 +147,7 @@ def test_training_loss_goes_down(small_builtin):
 
 
 def test_wall_clock_budget_stops_training(small_builtin, tmp_path):
-    cfg = load_baseline_config(CONFIG_DIR / "tiny.yaml", {"max_steps": 100_000, "max_time_s": 2.0})
+    cfg = configs.load("raw_baseline", "tiny", {"max_steps": 100_000, "max_time_s": 2.0})
     start = time.perf_counter()
     train_raw_baseline(small_builtin.path, tmp_path, cfg, progress=False)
     assert time.perf_counter() - start < 30.0
@@ -164,10 +163,10 @@ def test_loading_a_non_baseline_is_a_clear_error(tmp_path):
         load_raw_baseline(tmp_path / "missing.ckpt")
 
 
-def test_module_entry_point_trains_a_checkpoint(small_builtin, tmp_path, capsys):
-    from ramos.motion.baseline import main
+def test_train_command_trains_a_checkpoint(small_builtin, tmp_path, capsys):
+    from ramos.cli import main
 
-    code = main(["--dataset", str(small_builtin.path), "--out", str(tmp_path), "--config",
-                 str(CONFIG_DIR / "tiny.yaml"), "--seconds", "1"])
+    code = main(["train", "raw-baseline", "--dataset", str(small_builtin.path), "--out", str(tmp_path),
+                 "--config", "tiny", "--seconds", "1", "--no-progress"])
     assert code == 0 and is_raw_baseline(tmp_path / "raw_baseline.ckpt")
     assert "raw_baseline.ckpt" in capsys.readouterr().out

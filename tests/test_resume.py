@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ramos.mnist.config import FAST_OVERRIDES, MnistConfig
 from ramos.mnist.data import write_idx
-from ramos.mnist.pipeline import Run, StageConfigMismatch
+from ramos.stages.mnist.config import FAST_OVERRIDES, MnistConfig
+from ramos.stages.mnist.training import Run, StageConfigMismatch
 from ramos.utils.config import load_config
 
 

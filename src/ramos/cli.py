@@ -13,14 +13,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ramos.commands._args import UserError
+
 # Order is the order shown in --help.
 COMMANDS: tuple[str, ...] = (
     "mnist", "data", "train", "study", "analyze", "generate", "evaluate", "pipeline",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

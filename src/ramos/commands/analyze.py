@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from ramos.commands._args import add_dataset_arg, resolve_dataset
+
 
 def _add_latents(sub: Any) -> None:
     p = sub.add_parser("latents", help="latent space of a motion VAE: maps, clusters, interpolation",
@@ -17,8 +19,7 @@ def _add_latents(sub: Any) -> None:
                                    "PCA/t-SNE maps, k-means clusters, an interpolation strip and a TensorBoard "
                                    "projector export.")
     p.add_argument("--vae", required=True, help="motion VAE checkpoint (OUT/motion_vae.ckpt of ramos train motion-vae)")
-    p.add_argument("--dataset", default=None,
-                   help="prepared data set folder (default: the embedded set, prepared on first use)")
+    add_dataset_arg(p)
     p.add_argument("--out", default="reports", help="report folder (default: reports)")
     p.add_argument("--split", default="train", choices=["train", "val", "test", "all"],
                    help="windows to encode (default: train)")
@@ -31,9 +32,8 @@ def _add_latents(sub: Any) -> None:
 
 
 def _run_latents(args: argparse.Namespace) -> int:
-    from ramos.commands.train import resolve_dataset
     from ramos.motion.dataset import MotionDataset
-    from ramos.motion.latents import analyze_latents
+    from ramos.stages.motion_vae.latents import analyze_latents
     from ramos.vae import VAEModule
 
     vae = VAEModule.load(args.vae)

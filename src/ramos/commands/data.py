@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--source", choices=SOURCES, required=True, help="source format")
     p.add_argument("--root", type=Path, help="folder (or file) of the source; not needed for builtin")
     p.add_argument("--body-model", type=Path, help="amass: folder with the SMPL-H body model files")
-    p.add_argument("--config", type=Path, help="YAML config (default: configs/data/<source>.yaml)")
+    p.add_argument("--config", help="YAML file, or a packaged name (builtin, humanml3d, amass, bvh, deepmimic); it "
+                                    "holds only what differs from the defaults (default: the source's own)")
     p.add_argument("--out", type=Path, required=True, help="data set folder to write (replaced atomically)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     p.set_defaults(func=_prepare)
@@ -49,8 +50,8 @@ def _reader_opts(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from ramos.cli import UserError
-    from ramos.motion.dataset import load_prepare_config, prepare_dataset
+    from ramos.commands._args import UserError
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
 
     if args.source != "builtin" and args.root is None:
         raise UserError(f"--root is required for --source {args.source}")
@@ -66,7 +67,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from ramos.motion.analysis import analyze_dataset
+    from ramos.stages.data.analysis import analyze_dataset
 
     report = analyze_dataset(args.dataset, args.out)
     print(f"wrote {report}")
@@ -76,7 +77,7 @@ def _analyze(args: argparse.Namespace) -> int:
 def _preview(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ramos.cli import UserError
+    from ramos.commands._args import UserError
     from ramos.motion import render
     from ramos.utils.atomic import atomic_dir
 
@@ -137,7 +138,7 @@ def _preview_dataset(args: argparse.Namespace) -> list[tuple[str, Any, float, st
 
 
 def _preview_source(args: argparse.Namespace) -> list[tuple[str, Any, float, str, Any]]:
-    from ramos.cli import UserError
+    from ramos.commands._args import UserError
     from ramos.motion.io import READERS
     from ramos.motion.skeleton import HUMANML3D
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ramos.commands._args import add_config_args, add_dataset_arg, load_stage_config, resolve_dataset
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -14,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and write OUT/generation.md, OUT/generation.json and figures.")
     p.add_argument("--diffusion", required=True, type=Path, help="diffusion checkpoint (latent model)")
     p.add_argument("--baseline", type=Path, help="raw-space baseline checkpoint to evaluate beside it")
-    p.add_argument("--dataset", type=Path, help="prepared data set folder (default: the embedded set)")
+    add_dataset_arg(p)
     p.add_argument("--evaluator", type=Path,
                    help="evaluator checkpoint (default: OUT/evaluator.ckpt, trained when absent)")
-    p.add_argument("--config", type=Path, help="evaluation config (default: configs/evaluator/default.yaml)")
+    add_config_args(p, "evaluation")
     p.add_argument("--n-per-label", type=int, help="generated motions per label")
     p.add_argument("--steps", type=int, help="sampling steps")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="sampler")
@@ -29,17 +31,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ramos.motion.baseline import is_raw_baseline
-    from ramos.motion.dataset import MotionDataset, ensure_builtin_dataset
-    from ramos.motion.evaluate import checkpoint_generator, evaluate, latent_generators, load_evaluation_config
+    from ramos.motion.dataset import MotionDataset
+    from ramos.stages.evaluation import (
+        checkpoint_generator,
+        evaluate,
+        latent_generators,
+    )
+    from ramos.stages.raw_baseline import is_raw_baseline
 
     overrides = {k: v for k, v in {"n_per_label": args.n_per_label, "steps": args.steps, "sampler": args.sampler,
                                    "guidance": args.guidance, "seed": args.seed}.items() if v is not None}
-    cfg = load_evaluation_config(args.config, overrides)
+    cfg = load_stage_config("evaluation", args, overrides)
     for path in (args.diffusion, args.baseline, args.evaluator):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
-    data = MotionDataset(args.dataset if args.dataset is not None else ensure_builtin_dataset())
+    data = MotionDataset(resolve_dataset(args.dataset))
     # A latent model gets two rows, its decoder's output and the same motions with planted feet.
     models = ({"latent": checkpoint_generator(args.diffusion, data.labels, cfg)} if is_raw_baseline(args.diffusion)
               else latent_generators(args.diffusion, data.labels, cfg))

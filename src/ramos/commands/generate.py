@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ramos.cli import UserError
+    from ramos.commands._args import UserError
     from ramos.motion.generate import GenerationError, MotionGenerator, check_output_dir, export_motions
 
     try:

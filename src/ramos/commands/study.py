@@ -10,6 +10,8 @@ import argparse
 import math
 from typing import Any
 
+from ramos.commands._args import UserError, add_config_args, add_dataset_arg, load_stage_config, resolve_dataset
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("study", help="run a study (several trainings) and write its report",
@@ -20,10 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a skeleton graph VAE and an MLP VAE with the same parameter budget for each latent "
                     "size and seed on single poses of a prepared data set (the embedded one by default); write "
                     "OUT/pose_vae.md with figures under OUT/pose_vae/.")
-    pose.add_argument("--dataset", default=None,
-                      help="prepared data set folder (default: the embedded set, prepared on first use)")
-    pose.add_argument("--config", default=None, help="YAML config (default: built-in = configs/pose_vae/study.yaml)")
-    pose.add_argument("--quick", action="store_true", help="latent sizes 4 and 32, one seed, short runs")
+    add_dataset_arg(pose)
+    add_config_args(pose, "pose_vae")
+    pose.add_argument("--quick", action="store_true",
+                      help="= --config quick: latent sizes 4 and 32, one seed, short runs")
     pose.add_argument("--latents", type=int, nargs="+", default=None, metavar="D", help="latent sizes")
     pose.add_argument("--seeds", type=int, default=None, help="seeds per family and latent size")
     length = pose.add_mutually_exclusive_group()
@@ -43,26 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_pose_vae(args: argparse.Namespace) -> int:
     """Run the pose VAE study from parsed arguments."""
-    from ramos.cli import UserError
-    from ramos.motion.pose_data import PoseData, PoseDataError
-    from ramos.studies.pose_vae import QUICK_OVERRIDES, PoseVAEStudyConfig, run_study
-    from ramos.utils.config import load_config
+    from ramos.stages.pose_vae.data import PoseData, PoseDataError
+    from ramos.stages.pose_vae.study import run_study
 
-    overrides: dict[str, Any] = dict(QUICK_OVERRIDES) if args.quick else {}
-    for key, value in (("latents", args.latents), ("seeds", args.seeds), ("families", args.families),
-                       ("train.steps", args.steps), ("train.threads", args.threads),
-                       ("workers", args.workers)):
-        if value is not None:
-            overrides[key] = value
+    if args.quick:
+        if args.config is not None:
+            raise UserError("--quick is --config quick: give one of them")
+        args.config = "quick"
+    flags: dict[str, Any] = {key: value for key, value in (
+        ("latents", args.latents), ("seeds", args.seeds), ("families", args.families), ("train.steps", args.steps),
+        ("train.threads", args.threads), ("workers", args.workers)) if value is not None}
     if args.no_tensorboard:
-        overrides["tensorboard"] = False
-    cfg = load_config(PoseVAEStudyConfig, args.config, overrides)
-    if args.dataset is None:
-        from ramos.motion.dataset import ensure_builtin_dataset
-
-        dataset, name = ensure_builtin_dataset(), "embedded DeepMimic set"
-    else:
-        dataset, name = args.dataset, str(args.dataset)
+        flags["tensorboard"] = False
+    cfg = load_stage_config("pose_vae", args, flags)
+    dataset = resolve_dataset(args.dataset)
+    name = "embedded DeepMimic set" if args.dataset is None else str(args.dataset)
     try:
         data = PoseData.from_dataset(dataset, cfg.data)
     except PoseDataError as exc:

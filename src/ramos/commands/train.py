@@ -1,96 +1,82 @@
-"""``ramos train <model>``: train one stage; each trainable model is a sub-subcommand.
+"""``ramos train <model>``: train one stage on a prepared data set; each trainable model is a sub-subcommand.
 
-To add a stage (``ramos train diffusion`` ...), write an ``_add_<stage>(sub)`` function that adds
-its parser and ``func``, and list it in :data:`STAGES`. Each stage's logic lives in the library;
-these functions only parse arguments, build the config and call it.
+These functions only parse arguments, build the stage's config and call the stage
+(:mod:`ramos.stages`); heavy imports happen inside them so that ``ramos --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
-log = logging.getLogger(__name__)
+from ramos.commands._args import add_config_args, add_dataset_arg, load_stage_config, resolve_dataset
 
 
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["optim.lr=3e-4", "net.family=mlp"]`` -> ``{"optim.lr": 0.0003, "net.family": "mlp"}`` (YAML values)."""
-    from ramos.cli import UserError
-
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set optim.max_minutes=5")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {pair!r}: value is not valid YAML ({exc})") from exc
-    return out
-
-
-def resolve_dataset(path: str | None, progress: bool = True) -> Path:
-    """The given prepared data set folder, or the embedded default set (prepared on first use)."""
-    from ramos.motion.dataset import ensure_builtin_dataset
-
-    if path is not None:
-        return Path(path)
-    return ensure_builtin_dataset(progress=progress)
-
-
-def _add_common(p: argparse.ArgumentParser, default_config: Path) -> None:
-    p.add_argument("--config", default=str(default_config) if default_config.is_file() else None,
-                   help=f"YAML config (default: {default_config.relative_to(CONFIG_DIR.parent)})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value by its dotted key (repeatable), e.g. optim.max_minutes=5")
-    p.add_argument("--out", required=True, help="output folder (checkpoint, metrics.json, TensorBoard logs)")
+def _parser(sub: Any, name: str, stage: str, help: str, description: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=description)
+    add_dataset_arg(p)
+    add_config_args(p, stage)
+    p.add_argument("--out", required=True, help="output folder (checkpoint, metrics, TensorBoard logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
 
 
-# --- motion-vae --------------------------------------------------------------------------------------------
-def _add_motion_vae(sub: Any) -> None:
-    p = sub.add_parser("motion-vae", help="motion VAE: 200-frame windows -> latent vectors",
-                       description="Train the motion VAE on a prepared data set and evaluate it on the held-out "
-                                   "split (writes OUT/motion_vae.ckpt, OUT/metrics.json, OUT/tb/).")
-    p.add_argument("--dataset", default=None,
-                   help="prepared data set folder (default: the embedded set, prepared on first use)")
-    _add_common(p, CONFIG_DIR / "motion_vae" / "default.yaml")
-    p.set_defaults(func=_run_motion_vae)
+def _motion_vae(args: argparse.Namespace) -> int:
+    from ramos.stages.motion_vae.train import summary_line, train_motion_vae
 
-
-def _run_motion_vae(args: argparse.Namespace) -> int:
-    from ramos.motion.motion_vae import MotionVAEConfig, summary_line, train_motion_vae
-    from ramos.utils.config import load_config
-
-    cfg = load_config(MotionVAEConfig, args.config, parse_overrides(args.set))
-    dataset = resolve_dataset(args.dataset, progress=not args.no_progress)
-    result = train_motion_vae(cfg, dataset, args.out, progress=not args.no_progress)
+    cfg = load_stage_config("motion_vae", args)
+    result = train_motion_vae(cfg, resolve_dataset(args.dataset, not args.no_progress), args.out,
+                              progress=not args.no_progress)
     print(summary_line(result))
     return 0
 
 
-def _add_motion_diffusion(sub: Any) -> None:
-    from ramos.commands._motion_diffusion import register
+def _motion_diffusion(args: argparse.Namespace) -> int:
+    from ramos.stages.motion_diffusion import train_motion_diffusion
 
-    register(sub)
+    cfg = load_stage_config("motion_diffusion", args)
+    dataset = resolve_dataset(args.dataset, not args.no_progress)
+    # MotionDiffusionError (a RaMoS ValueError) is printed by ramos.cli as a one-line error.
+    result = train_motion_diffusion(args.vae, dataset, args.out, cfg, progress=not args.no_progress)
+    loss = "" if result.final_loss is None else f", final loss {result.final_loss:.4f}"
+    print(f"ramos train motion-diffusion: {result.steps_text} in {result.seconds:.0f} s{loss} -> {result.checkpoint}")
+    return 0
 
 
-STAGES: dict[str, Callable[[Any], None]] = {
-    "motion-vae": _add_motion_vae,
-    "motion-diffusion": _add_motion_diffusion,
-}
+def _raw_baseline(args: argparse.Namespace) -> int:
+    from ramos.stages.raw_baseline import train_raw_baseline
+
+    cfg = load_stage_config("raw_baseline", args)
+    path = train_raw_baseline(resolve_dataset(args.dataset, not args.no_progress), args.out, cfg,
+                              max_time_s=args.seconds, progress=not args.no_progress)
+    print(f"ramos train raw-baseline: {(path.parent / 'train_seconds.txt').read_text().strip()} -> {path}")
+    return 0
 
 
 def register(subparsers: Any) -> None:
     """Add ``ramos train`` and its per-model sub-subcommands."""
-    p = subparsers.add_parser("train", help="train a model stage (motion-vae, ...)",
+    p = subparsers.add_parser("train", help="train a model stage (motion-vae, motion-diffusion, raw-baseline)",
                               description="Train one model stage; see `ramos train MODEL --help`.")
     sub = p.add_subparsers(dest="model", metavar="MODEL", required=True)
-    for add in STAGES.values():
-        add(sub)
+
+    vae = _parser(sub, "motion-vae", "motion_vae", "motion VAE: 200-frame windows -> latent vectors",
+                  "Train the motion VAE on a prepared data set and evaluate it on the held-out split "
+                  "(writes OUT/motion_vae.ckpt, OUT/metrics.json, OUT/tb/).")
+    vae.set_defaults(func=_motion_vae)
+
+    diffusion = _parser(
+        sub, "motion-diffusion", "motion_diffusion", "label- and length-conditional motion latent diffusion",
+        "Latent diffusion in the space of a trained motion VAE (frozen), conditioned on the label (classifier-free "
+        "guidance) and the length in seconds, then guidance distillation and decoder tuning. Writes OUT/last.ckpt "
+        "(self-contained: includes the VAE and the sampling settings), OUT/config.yaml, OUT/summary.json, sample "
+        "strips in OUT/samples and TensorBoard logs in OUT/tb. Resumes an interrupted run.")
+    diffusion.add_argument("--vae", required=True,
+                           help="motion VAE checkpoint (OUT/motion_vae.ckpt of `ramos train motion-vae`)")
+    diffusion.set_defaults(func=_motion_diffusion)
+
+    raw = _parser(sub, "raw-baseline", "raw_baseline", "the raw-space (MDM-style) diffusion baseline",
+                  "Train the same diffusion stage directly on the motion features (no VAE) with an MDM-size "
+                  "transformer, for a wall-clock budget (writes OUT/raw_baseline.ckpt, OUT/train_seconds.txt).")
+    raw.add_argument("--seconds", type=float, default=None,
+                     help="wall-clock training budget (default: the config's max_time_s)")
+    raw.set_defaults(func=_raw_baseline)

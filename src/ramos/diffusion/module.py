@@ -33,12 +33,17 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ramos.diffusion.schedule import (NoiseConfig, Sampler, affine_steps, has_affine_steps, make_scheduler,
-                                     noise_config_dict)
+from ramos.diffusion.schedule import (
+    NoiseConfig,
+    Sampler,
+    affine_steps,
+    has_affine_steps,
+    make_scheduler,
+    noise_config_dict,
+)
 from ramos.utils.checkpoint import load_checkpoint
 from ramos.utils.spec import build
 from ramos.utils.training import check_finite, read_specs, store_specs
-
 
 LATENT_KEY = "latent"
 """Batch key of precomputed (unnormalised) latents; see :meth:`LatentDiffusionModule.diffusion_loss`."""

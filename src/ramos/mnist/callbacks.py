@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from ramos.mnist.evaluate import balanced_labels, to_images
+from ramos.mnist.evaluate import to_images
 
 
 def image_grid(images: Tensor, ncol: int, pad: int = 1) -> Tensor:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from jsonargparse import ArgumentParser
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 T = TypeVar("T")
 
@@ -33,13 +36,17 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
         raise ConfigError(f"{source}: {msg}") from exc
 
 
-def load_config(cls: type[T], path: str | os.PathLike[str] | None = None,
+def load_config(cls: type[T], path: str | os.PathLike[str] | Traversable | None = None,
                 overrides: dict[str, Any] | None = None) -> T:
-    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus dotted overrides."""
+    """Load ``cls`` from a YAML file (or defaults when ``path`` is None) plus dotted overrides.
+
+    ``path`` is a file path or a :class:`~importlib.resources.abc.Traversable` (a packaged file).
+    The file holds only what differs from the dataclass defaults.
+    """
     data: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
-        p = Path(path)
+        p = Path(path) if isinstance(path, (str, os.PathLike)) else path
         source = str(p)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")

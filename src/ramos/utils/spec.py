@@ -16,6 +16,12 @@ from torch import nn
 
 _ALLOWED_PREFIX = "ramos."
 
+MOVED: dict[str, str] = {
+    "ramos.motion.motion_losses.MaskedMotionLoss": "ramos.motion.losses.MaskedMotionLoss",
+}
+"""Class paths that checkpoints of earlier versions record -> where each class lives now, so that
+those checkpoints keep loading (tests/test_checkpoint_compat.py)."""
+
 
 class Buildable(nn.Module):
     """An ``nn.Module`` whose constructor arguments are recorded in ``self.spec``.
@@ -64,6 +70,7 @@ def build(spec: dict[str, Any]) -> nn.Module:
     class_path = spec.get("class_path")
     if not isinstance(class_path, str) or not class_path.startswith(_ALLOWED_PREFIX):
         raise ValueError(f"refusing to build {class_path!r}: only ramos.* classes can be rebuilt")
+    class_path = MOVED.get(class_path, class_path)
     module_name, _, qualname = class_path.rpartition(".")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):

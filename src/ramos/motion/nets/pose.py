@@ -1,7 +1,7 @@
 """Single-pose encoders and decoders: a skeleton graph network and its matched-budget MLP rival.
 
 A pose is a (J, 3) array of root-relative, facing-normalised joint positions in metres (see
-:mod:`ramos.motion.pose_data`). The graph networks are told how the joints connect: every layer
+:func:`canonical_poses`). The graph networks are told how the joints connect: every layer
 is an ST-GCN spatial graph convolution over the skeleton's bones, with separate weights for a
 joint itself, its parent (towards the root) and its children (away from the root). The MLP
 networks see the same pose as ``J * 3`` loose numbers (the generic
@@ -17,8 +17,9 @@ Use :func:`load_pose_encoder` to reuse a trained encoder in a later stage.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +29,7 @@ from ramos.vae.nets import MLPDecoder, MLPEncoder
 
 PoseFamily = Literal["graph", "mlp"]
 POSE_FAMILIES: tuple[PoseFamily, ...] = ("graph", "mlp")
+ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
 
 def skeleton_partitions(skeleton: Skeleton) -> Tensor:
@@ -253,12 +255,33 @@ def build_pose_nets(family: PoseFamily, skeleton: Skeleton, latent_dim: int, cha
             MLPPoseDecoder(sk, latent_dim, [width] * mlp_depth, bone_lengths))
 
 
+def canonical_poses(positions: ArrayT, skeleton: Skeleton) -> ArrayT:
+    """Root-relative, facing-normalised poses: (..., J, 3) -> (..., J, 3), same type as the input.
+
+    Each pose is moved so that its root is at the origin and turned about the vertical axis so
+    that its facing direction (as :func:`ramos.motion.preprocess.facing_direction`, per pose) is
+    +z. Heights are kept relative to the root. Degenerate poses (hips and shoulders vertical)
+    are left unturned.
+    """
+    x = torch.as_tensor(positions)
+    x = x - x[..., skeleton.root:skeleton.root + 1, :]
+    idx = skeleton.index
+    across = (x[..., idx("right_hip"), :] - x[..., idx("left_hip"), :]
+              + x[..., idx("right_shoulder"), :] - x[..., idx("left_shoulder"), :])
+    # forward = up x across = (across_z, 0, -across_x); turning by -atan2(fx, fz) puts it on +z.
+    angle = -torch.atan2(across[..., 2], -across[..., 0])
+    c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
+    px, py, pz = x[..., 0], x[..., 1], x[..., 2]
+    out = torch.stack([c * px + s * pz, py, -s * px + c * pz], dim=-1)
+    return out.numpy() if isinstance(positions, np.ndarray) else out
+
+
 # --- reuse in later stages -----------------------------------------------------------------------
 class PoseEncoder(nn.Module):
     """A trained pose encoder ready for reuse: poses (..., J, 3) in any frame -> latent means (..., d).
 
     It applies the pose VAE's input convention itself (root-relative, facing turned to +z; see
-    :func:`ramos.motion.pose_data.canonical_poses`), so a motion stage can pass raw windows
+    :func:`canonical_poses`), so a motion stage can pass raw windows
     (B, T, J, 3) and get per-frame embeddings (B, T, d).
 
     Attributes:
@@ -275,8 +298,6 @@ class PoseEncoder(nn.Module):
 
     def forward(self, positions: Tensor, return_logvar: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Latent means (..., d) of ``positions`` (..., J, 3) in metres (and log-variances if asked)."""
-        from ramos.motion.pose_data import canonical_poses
-
         lead = positions.shape[:-2]
         poses = canonical_poses(positions.reshape(-1, *positions.shape[-2:]), self.skeleton)
         mu, logvar = self.encoder(poses)
@@ -312,5 +333,5 @@ def load_pose_encoder(path: str | os.PathLike[str], freeze: bool = True) -> Pose
 
 __all__ = [
     "GraphPoseDecoder", "GraphPoseEncoder", "MLPPoseDecoder", "POSE_FAMILIES", "PoseEncoder", "PoseFamily",
-    "SkeletonFK", "SkeletonGraphConv", "build_pose_nets", "count_parameters", "load_pose_encoder", "matched_mlp_width", "skeleton_partitions",
+    "SkeletonFK", "SkeletonGraphConv", "build_pose_nets", "canonical_poses", "count_parameters", "load_pose_encoder", "matched_mlp_width", "skeleton_partitions",
 ]

@@ -1,0 +1,477 @@
+"""The motion latent-diffusion stage: config, construction and training.
+
+The LightningModule is the generic :class:`ramos.diffusion.LatentDiffusionModule`; this module
+injects a frozen motion VAE (any :class:`ramos.vae.VAEModule` that encodes and decodes windows in
+metres) and a :class:`ramos.diffusion.nets.ResidualMLPDenoiser`, conditions it on
+
+- the label (the window's first label; randomly dropped in training, so classifier-free guidance
+  works at sampling time), and
+- the valid length of the window in **seconds** (batch key ``"length"``), so that a sampled latent
+  decodes to a motion of the asked length (the decoded frames after it are padding and are cut),
+
+and stores in the checkpoint (``data_info``) what sampling needs without the data set: frame rate,
+window, skeleton and each label's training length distribution (generation draws lengths from it
+when none is asked). It writes into ``out``::
+
+    last.ckpt        the trained stage (VAE included: LatentDiffusionModule.load(path) is enough)
+    checkpoints/     the rolling resume point (last.ckpt, every ``val_every_n_steps``)
+    config.yaml      the config used
+    summary.json     steps, seconds, final losses
+    samples/*.png    a strip of generated motions (one per label) at each validation
+    tb/              TensorBoard logs (loss, learning rate, sample strips)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ramos.diffusion import LatentDiffusionModule
+from ramos.diffusion.module import LATENT_KEY
+from ramos.diffusion.nets import ResidualMLPDenoiser
+from ramos.diffusion.schedule import NoiseConfig
+from ramos.motion.datamodule import MotionDataModule
+from ramos.motion.dataset import MotionDataset
+from ramos.motion.nets.motion import BucketedMotionDecoder
+from ramos.utils.atomic import atomic_path, write_json
+from ramos.utils.checkpoint import CheckpointError, load_checkpoint
+from ramos.utils.config import save_config
+from ramos.utils.training import SeedEachStep
+
+log = logging.getLogger(__name__)
+
+DATA_KIND = "motion"
+"""``data_info["kind"]`` of motion diffusion checkpoints (tells them apart from MNIST ones)."""
+
+
+# --- configuration ------------------------------------------------------------------------------------
+@dataclass
+class DenoiserConfig:
+    """The residual MLP denoiser over the VAE latent vector.
+
+    Attributes:
+        width: hidden width.
+        depth: residual blocks.
+        dropout: dropout inside the blocks.
+    """
+
+    width: int = 256
+    depth: int = 4
+    dropout: float = 0.0
+
+
+@dataclass
+class MotionDiffusionConfig:
+    """All parameters of ``ramos train motion-diffusion`` (``configs/motion_diffusion/default.yaml``).
+
+    Attributes:
+        seed: seed of initialisation, batch order, timesteps and label dropout.
+        steps: optimiser steps.
+        batch_size: windows per step.
+        lr, weight_decay: AdamW (cosine decay to 5 % over the run).
+        ema_decay: EMA of the denoiser's weights (sampling uses the EMA copy).
+        cond_drop_prob: share of training labels replaced by "none" (classifier-free guidance).
+        min_snr_gamma: Min-SNR-gamma loss weighting (``None``: plain MSE of the prediction).
+        noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`).
+        denoiser: see :class:`DenoiserConfig`.
+        val_every_n_steps: validation loss and sample strip every this many steps.
+        strip_steps, strip_guidance, strip_labels: sampling settings of the strip (at most
+            ``strip_labels`` labels, one motion each).
+        log_every_n_steps: TensorBoard scalar interval.
+        num_workers: DataLoader workers.
+        distill_steps: optimiser steps of guidance distillation after training (0: none): a student
+            denoiser learns to give the guided prediction at ``distill_guidance`` in one pass,
+            which halves the cost of sampling at that scale
+            (:meth:`ramos.diffusion.LatentDiffusionModule.add_guided_student`).
+        distill_guidance: the guidance scale the student learns (the generation default).
+        distill_lr: AdamW learning rate of the student (cosine decay to 5 %).
+        distill_batch_size: windows per distillation step.
+        decoder_steps: optimiser steps of decoder tuning, last (0: none): the VAE decoder inside this
+            checkpoint learns to decode what the sampler predicts from lightly noised training latents
+            (:meth:`ramos.diffusion.LatentDiffusionModule.add_decoder_tuning`). The encoder, the
+            latent space and the VAE checkpoint on disk do not change.
+        decoder_lr: AdamW learning rate of decoder tuning (cosine decay to 5 %).
+        decoder_batch_size: windows per decoder-tuning step.
+        decoder_mix: share of a batch decoded from the sampler's prediction (the rest from the
+            encoder's latent).
+        decoder_max_timestep: the predictions start from latents noised at timesteps up to this.
+        decoder_refine: channels of a :class:`~ramos.motion.nets.motion.TemporalRefiner` added to the
+            longest length range of a length-bucketed decoder before tuning (0: none); only that
+            range is tuned (the windows of the other ranges are not used).
+    """
+
+    seed: int = 0
+    steps: int = 8000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    cond_drop_prob: float = 0.1
+    min_snr_gamma: float | None = None
+    noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    val_every_n_steps: int = 1000
+    strip_steps: int = 20
+    strip_guidance: float = 2.0
+    strip_labels: int = 6
+    log_every_n_steps: int = 50
+    num_workers: int = 0
+    distill_steps: int = 1000
+    distill_guidance: float = 2.0
+    distill_lr: float = 3e-4
+    distill_batch_size: int = 256
+    decoder_steps: int = 800
+    decoder_lr: float = 4e-4
+    decoder_batch_size: int = 64
+    decoder_mix: float = 0.8
+    decoder_max_timestep: int = 300
+    decoder_refine: int = 32
+
+
+class MotionDiffusionError(ValueError):
+    """The VAE, data set or config cannot be used together; the message is one line."""
+
+
+# --- data ---------------------------------------------------------------------------------------------
+class SecondsDataModule(MotionDataModule):
+    """:class:`MotionDataModule` (positions in metres) whose ``length`` is in seconds (float).
+
+    Seconds, not frames, because the denoiser embeds scalars at a scale suited to a few units, and
+    because a length in seconds keeps its meaning if the frame rate of the data changes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], batch_size: int, num_workers: int = 0) -> None:
+        super().__init__(path, batch_size=batch_size, normalized=False, num_workers=num_workers, shuffle=True)
+        self.latents: dict[str, _LatentItems] = {}
+
+    @torch.no_grad()
+    def cache_latents(self, module: LatentDiffusionModule, batch_size: int = 256) -> None:
+        """Encode the train and val windows once (posterior means of the frozen VAE): batches then
+        carry ``latent`` instead of ``motion``, and training neither reads windows nor runs the encoder."""
+        if module.hparams.sample_posterior:
+            return  # posterior samples differ every step: nothing to cache
+        data = self.dataset
+        for split in ("train", "val"):
+            idx = data.split_indices(split)
+            parts = []
+            for a in range(0, len(idx), batch_size):
+                rows = idx[a:a + batch_size]
+                x = torch.as_tensor(np.asarray(data.windows[rows], dtype=np.float32))
+                mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[rows])[:, None]
+                parts.append(module.to_latent(x, mask))
+            if parts:
+                labels = torch.as_tensor([data.label_id(int(i)) for i in idx], dtype=torch.long)
+                self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(), labels)
+
+    def use_windows(self, min_frames: int = 1) -> None:
+        """From here on the cached splits also carry the windows (``motion``, ``mask``; read from the
+        data set per item) of at least ``min_frames`` valid frames, and only those (decoder tuning)."""
+        data = self.dataset
+        for split, items in self.latents.items():
+            idx = data.split_indices(split)
+            keep = np.flatnonzero(data.lengths[idx] >= min_frames)
+            self.latents[split] = _WindowItems(data, idx[keep], items.latents[keep], items.lengths[keep],
+                                               items.labels[keep])
+
+    def split(self, name: str) -> Dataset:
+        return self.latents[name] if name in self.latents else super().split(name)
+
+    def on_before_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        batch = dict(batch)
+        batch["length"] = batch["length"].float() / self.dataset.fps
+        return batch
+
+
+class _LatentItems(Dataset):
+    """A split's cached latents with their lengths (frames) and labels, as batch items."""
+
+    def __init__(self, latents: Tensor, lengths: Tensor, labels: Tensor) -> None:
+        self.latents, self.lengths, self.labels = latents, lengths, labels
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {LATENT_KEY: self.latents[i], "length": self.lengths[i], "label": self.labels[i]}
+
+
+class _WindowItems(_LatentItems):
+    """:class:`_LatentItems` with each item's window (``motion`` in metres, ``mask``)."""
+
+    def __init__(self, data: MotionDataset, rows: np.ndarray, latents: Tensor, lengths: Tensor,
+                 labels: Tensor) -> None:
+        super().__init__(latents, lengths, labels)
+        self.data, self.rows = data, rows
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = super().__getitem__(i)
+        window = self.data.item(int(self.rows[i]))
+        item["motion"], item["mask"] = torch.from_numpy(window["motion"]), torch.from_numpy(window["mask"])
+        return item
+
+
+def data_info(data: MotionDataset, vae_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The facts about the data that generation needs, stored in the checkpoint (plain JSON values)."""
+    return {
+        "kind": DATA_KIND,
+        "fps": data.fps,
+        "window": data.window,
+        "length_unit": "seconds",
+        "skeleton": data.skeleton.to_dict(),
+        "length_hist": data.length_histograms(),
+        "dataset": str(data.path),
+        "dataset_config_hash": data.manifest.get("config_hash"),
+        "vae_checkpoint": None if vae_path is None else str(vae_path),
+    }
+
+
+# --- construction ----------------------------------------------------------------------------------------
+def check_vae(vae: torch.nn.Module, data: MotionDataset, vae_path: str | os.PathLike[str]) -> torch.Size:
+    """Encode and decode two windows of ``data``: the latent shape, or a one-line error on mismatch."""
+    item = [data.item(i) for i in range(min(2, len(data)))]
+    x = torch.from_numpy(np.stack([it["motion"] for it in item]))
+    mask = torch.from_numpy(np.stack([it["mask"] for it in item]))
+    shape = f"windows of {data.window} frames x {data.skeleton.num_joints} joints"
+    try:
+        with torch.no_grad():
+            mu, _ = vae.encode(x, mask)
+            out = vae.decode(mu, mask)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise MotionDiffusionError(f"{vae_path}: this VAE cannot encode {data.path}'s {shape} "
+                                   f"({' '.join(str(exc).split())[:160]})") from None
+    if tuple(out.shape) != tuple(x.shape):
+        raise MotionDiffusionError(f"{vae_path}: the VAE decodes {tuple(out.shape[1:])}, but {data.path} has "
+                                   f"{tuple(x.shape[1:])} windows (another skeleton or window length)")
+    return mu.shape[1:]
+
+
+def build_module(vae: torch.nn.Module, data: MotionDataset, cfg: MotionDiffusionConfig,
+                 vae_path: str | os.PathLike[str] = "<vae>") -> LatentDiffusionModule:
+    """The untrained diffusion stage for ``vae`` (frozen) on ``data``."""
+    latent_shape = check_vae(vae, data, vae_path)
+    d = cfg.denoiser
+    denoiser = ResidualMLPDenoiser(dim=int(np.prod(latent_shape)), width=d.width, depth=d.depth,
+                                   num_classes=len(data.labels), cond_scalars=["length"], dropout=d.dropout)
+    return LatentDiffusionModule(
+        denoiser, vae, num_classes=len(data.labels), cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
+        lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay, input_key="motion",
+        label_key="label", cond_keys=["length"], class_names=list(data.labels) or None,
+        data_info=data_info(data, vae_path), min_snr_gamma=cfg.min_snr_gamma,
+    )
+
+
+def load_vae(path: str | os.PathLike[str]) -> torch.nn.Module:
+    """A frozen VAE from its checkpoint, with a clear error for anything else."""
+    from ramos.vae import VAEModule
+
+    ckpt_path = Path(path)
+    try:
+        return VAEModule.load(ckpt_path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} (--vae needs a checkpoint written by `ramos train motion-vae`)") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_path}: not a RaMoS VAE checkpoint ({type(exc).__name__})") from None
+
+
+# --- TensorBoard sample strips ------------------------------------------------------------------------
+class SampleStrip(L.Callback):
+    """At each validation, sample one motion per label (up to ``max_labels``) and save a contact sheet.
+
+    The PNG goes to ``<out>/samples/step_<N>.png`` and to TensorBoard as ``samples/strip``.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], max_labels: int = 6, steps: int = 20,
+                 guidance: float = 2.0, seed: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.max_labels, self.steps, self.guidance, self.seed = max_labels, steps, guidance, seed
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not pl_module.is_initialised:
+            return
+        from ramos.motion.generate import MotionGenerator
+        from ramos.motion.render import render_grid
+
+        gen = MotionGenerator(pl_module)
+        labels: list[str | None] = list(gen.labels[: self.max_labels]) or [None]
+        result = gen.sample(labels, steps=self.steps, guidance=self.guidance, seed=self.seed)
+        titles = [f"{lab or 'any'} {m.shape[0] / gen.fps:.1f}s" for lab, m in zip(labels, result.motions)]
+        path = self.out_dir / "samples" / f"step_{trainer.global_step:06d}.png"
+        render_grid(result.motions, gen.skeleton, path, titles=titles, n_frames=6, panel_px=110)
+        logger = trainer.logger
+        if logger is not None and hasattr(getattr(logger, "experiment", None), "add_image"):
+            from PIL import Image
+
+            image = np.asarray(Image.open(path).convert("RGB"))
+            logger.experiment.add_image("samples/strip", image, trainer.global_step, dataformats="HWC")
+
+
+# --- training --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    """What :func:`train_motion_diffusion` wrote."""
+
+    checkpoint: Path
+    seconds: float
+    steps: int
+    final_loss: float | None
+    distill_steps: int = 0
+    decoder_steps: int = 0
+
+    @property
+    def steps_text(self) -> str:
+        """e.g. "8000 steps + 1000 of guidance distillation + 800 of decoder tuning"."""
+        parts = [f"{self.steps} steps"]
+        parts += [f"{n} of {what}" for n, what in [(self.distill_steps, "guidance distillation"),
+                                                   (self.decoder_steps, "decoder tuning")] if n]
+        return " + ".join(parts)
+
+
+_RESUME = {"train": "last", "distill": "distill_last", "decoder": "decoder_last"}
+"""Resume checkpoint name (in ``<out>/checkpoints``) per phase; "last" is what earlier versions wrote."""
+
+
+def _trainer(out_dir: Path, phase: str, steps: int, cfg: MotionDiffusionConfig, has_val: bool,
+             progress: bool) -> L.Trainer:
+    """The Lightning trainer of one phase (``"train"``, ``"distill"`` or ``"decoder"``), resumable from
+    ``<out>/checkpoints/<phase>_last.ckpt``."""
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    val_every = max(1, min(cfg.val_every_n_steps, steps))
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1,
+        logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="" if phase == "train" else phase,
+                                 default_hp_metric=False),
+        # One rolling resume point per phase; save_top_k=0 with save_last would never write it.
+        callbacks=[ModelCheckpoint(dirpath=out_dir / "checkpoints", filename=_RESUME[phase], monitor=None,
+                                   save_top_k=1, every_n_train_steps=val_every, enable_version_counter=False),
+                   SeedEachStep(cfg.seed), LearningRateMonitor("step"),
+                   SampleStrip(out_dir / ("" if phase == "train" else phase), cfg.strip_labels, cfg.strip_steps,
+                               cfg.strip_guidance, cfg.seed)],
+        # Validation (and the sample strip) on a step interval: epochs of the small data sets are a
+        # handful of steps, those of HumanML3D hundreds.
+        val_check_interval=val_every, check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if has_val else 0,
+        log_every_n_steps=min(cfg.log_every_n_steps, val_every),
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=out_dir,
+    )
+
+
+def _fit_phase(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, phase: str, steps: int,
+               cfg: MotionDiffusionConfig, has_val: bool, progress: bool) -> L.Trainer:
+    """Fit one phase for ``steps``, resuming from its ``<out>/checkpoints`` file when there is one."""
+    trainer = _trainer(out_dir, phase, steps, cfg, has_val, progress)
+    resume = out_dir / "checkpoints" / f"{_RESUME[phase]}.ckpt"
+    if resume.is_file():
+        log.info("resuming phase %r from %s", phase, resume)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    return trainer
+
+
+def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
+                           out: str | os.PathLike[str], cfg: MotionDiffusionConfig | None = None,
+                           progress: bool = True) -> TrainResult:
+    """Train the motion latent diffusion on ``dataset`` in the latent space of the VAE at ``vae_path``,
+    then (``cfg.distill_steps`` > 0) distil its guidance into a one-pass student, then
+    (``cfg.decoder_steps`` > 0) tune the VAE decoder inside the checkpoint to the sampler's latents.
+
+    Resumable phase by phase: training from ``<out>/checkpoints/last.ckpt``; a finished training
+    is kept as ``<out>/checkpoints/trained.ckpt``; distillation resumes from
+    ``<out>/checkpoints/distill_last.ckpt``, decoder tuning from ``<out>/checkpoints/decoder_last.ckpt``.
+    The final checkpoint ``<out>/last.ckpt`` is written atomically.
+    """
+    cfg = cfg or MotionDiffusionConfig()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = SecondsDataModule(dataset, cfg.batch_size, cfg.num_workers)
+    data = dm.dataset
+    if len(data.split_indices("train")) == 0:
+        raise MotionDiffusionError(f"{data.path}: no training windows")
+    module = build_module(load_vae(vae_path), data, cfg, vae_path)
+    dm.cache_latents(module)
+    save_config(cfg, out_dir / "config.yaml")
+    has_val = len(data.split_indices("val")) > 0
+    trained = out_dir / "checkpoints" / "trained.ckpt"
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    if trained.is_file():
+        log.info("training finished earlier: %s", trained)
+        module.load_weights(load_checkpoint(trained)["state_dict"])
+        steps = cfg.steps
+    else:
+        trainer = _fit_phase(module, dm, out_dir, "train", cfg.steps, cfg, has_val, progress)
+        steps, metrics = int(trainer.global_step), dict(trainer.callback_metrics)
+        with atomic_path(trained) as tmp:
+            trainer.save_checkpoint(tmp)
+    if cfg.distill_steps > 0 and module.hparams.num_classes > 0:
+        module.add_guided_student(cfg.distill_guidance, cfg.distill_lr)
+        dm.batch_size = cfg.distill_batch_size
+        trainer = _fit_phase(module, dm, out_dir, "distill", cfg.distill_steps, cfg, has_val, progress)
+        metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("distill/")})
+    else:
+        trainer = None
+    if cfg.decoder_steps > 0:
+        tuned = _tune_decoder(module, dm, out_dir, cfg, progress)
+        if tuned is not None:
+            trainer = tuned
+            metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("decoder/")})
+    seconds = time.perf_counter() - start
+    final = out_dir / "last.ckpt"
+    if trainer is None:
+        with atomic_path(final) as tmp:
+            shutil.copyfile(trained, tmp)
+    else:
+        with atomic_path(final) as tmp:
+            trainer.save_checkpoint(tmp)
+    loss = metrics.get("train/loss_epoch", metrics.get("train/loss_step"))
+    val = metrics.get("val/loss")
+    distill = metrics.get("distill/loss_epoch")
+    decoder = metrics.get("decoder/loss_epoch")
+    summary = {"checkpoint": str(final), "steps": steps, "seconds": round(seconds, 2),
+               "train_loss": None if loss is None else float(loss), "val_loss": None if val is None else float(val),
+               "distill_steps": cfg.distill_steps if module.student is not None else 0,
+               "distill_loss": None if distill is None else float(distill),
+               "decoder_steps": cfg.decoder_steps if module.tuning_decoder else 0,
+               "decoder_loss": None if decoder is None else float(decoder),
+               "labels": list(data.labels), "windows_train": int(len(data.split_indices("train")))}
+    write_json(out_dir / "summary.json", summary)
+    return TrainResult(final, seconds, steps, summary["train_loss"], summary["distill_steps"], summary["decoder_steps"])
+
+
+def _tune_decoder(module: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, cfg: MotionDiffusionConfig,
+                  progress: bool) -> L.Trainer | None:
+    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`): returns its finished trainer, or
+    None (skipped, with a warning) when no training window is long enough for the tuned range."""
+    assert module.autoencoder is not None
+    decoder = module.autoencoder.decoder
+    data = dm.dataset
+    min_frames = decoder.longest_range_frames[0] if isinstance(decoder, BucketedMotionDecoder) else 1
+    if not (data.lengths[data.split_indices("train")] >= min_frames).any():
+        log.warning("decoder tuning skipped: no training window of %d frames or more", min_frames)
+        return None
+    params = None
+    if isinstance(decoder, BucketedMotionDecoder):
+        # Only the longest range is tuned: the short ranges reconstruct to about 1 cm already, and the
+        # sampled 10 s motions are where the decoder's tolerance shows (docs/generation.md).
+        decoder = decoder.with_refiner(cfg.decoder_refine)
+        module.autoencoder.decoder = decoder
+        params = decoder.longest_range_parameters()
+    module.add_decoder_tuning(cfg.decoder_lr, cfg.decoder_mix, cfg.decoder_max_timestep, params)
+    dm.use_windows(min_frames)
+    dm.batch_size = cfg.decoder_batch_size
+    has_val = len(dm.latents.get("val", ())) > 0
+    return _fit_phase(module, dm, out_dir, "decoder", cfg.decoder_steps, cfg, has_val, progress)

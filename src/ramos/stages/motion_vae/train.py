@@ -1,0 +1,441 @@
+"""The motion VAE stage: config, construction, training and held-out evaluation.
+
+The LightningModule is the generic :class:`ramos.vae.VAEModule`; this module only injects the
+motion networks (:mod:`ramos.motion.nets.motion`) and loss (:mod:`ramos.motion.losses`),
+adds the held-out motion metrics and TensorBoard renders as a callback, and writes
+``<out>/motion_vae.ckpt`` + ``<out>/metrics.json``. ``VAEModule.load(ckpt)`` rebuilds the trained VAE
+from the checkpoint alone; it encodes and decodes windows in metres (see docs/motion_vae.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ramos.motion import metrics as M
+from ramos.motion.losses import MaskedMotionLoss
+from ramos.motion.nets.motion import (
+    BucketedMotionDecoder,
+    BucketedMotionEncoder,
+    ConvMotionDecoder,
+    ConvMotionEncoder,
+    MLPMotionDecoder,
+    MLPMotionEncoder,
+    RootMode,
+    TransformerMotionDecoder,
+    TransformerMotionEncoder,
+    feature_stats,
+    init_buckets_from_pca,
+)
+from ramos.motion.preprocess import canonicalize, pad_window
+from ramos.motion.skeleton import Skeleton
+from ramos.utils.atomic import atomic_path, write_json
+from ramos.utils.config import save_config, to_dict
+from ramos.vae import VAEModule
+
+log = logging.getLogger(__name__)
+
+Family = Literal["mlp", "conv", "transformer", "bucketed"]
+
+
+# --- configuration ----------------------------------------------------------------------------------
+@dataclass
+class NetConfig:
+    """The encoder/decoder pair.
+
+    Attributes:
+        family: ``"bucketed"`` (per length range a PCA-initialised linear map plus an MLP; the default),
+            ``"mlp"`` (the flattened window), ``"conv"`` (temporal convolutions) or ``"transformer"``.
+        latent_dim: size of the latent vector per window.
+        hidden: MLP hidden widths (encoder order; the decoder uses them reversed).
+        channels: conv channel widths per level, fine to coarse (level 0 at window/patch steps, each
+            further level at half the rate).
+        patch: conv and transformer: frames merged into one step (conv) or token (transformer).
+        width, heads, layers: transformer only: token width, attention heads, blocks per network.
+        buckets: bucketed only: the longest length (frames) of each length range with its own encoder
+            and decoder, ascending, ending at the window.
+        residual: bucketed only: width of each bucket's MLP beside its PCA-initialised linear map (0: none).
+        root_mode: root horizontal position as per-frame displacement (``"velocity"``) or absolute.
+        dropout: MLP only: dropout on the flattened input.
+        smooth: MLP, transformer and bucketed: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
+            jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
+        refine: bucketed only: channels of a temporal convolution refining the longest range's
+            decoded frames (0: none; :class:`ramos.motion.nets.motion.TemporalRefiner`).
+    """
+
+    family: Family = "bucketed"
+    latent_dim: int = 256
+    hidden: list[int] = field(default_factory=lambda: [512])
+    channels: list[int] = field(default_factory=lambda: [96, 128])
+    patch: int = 4
+    width: int = 256
+    heads: int = 4
+    layers: int = 4
+    buckets: list[int] = field(default_factory=lambda: [16, 48, 200])
+    residual: int = 512
+    root_mode: RootMode = "velocity"
+    dropout: float = 0.0
+    smooth: bool = False
+    refine: int = 0
+
+
+@dataclass
+class LossConfig:
+    """Reconstruction loss weights (see :class:`ramos.motion.losses.MaskedMotionLoss`)."""
+
+    position_weight: float = 1.0
+    velocity_weight: float = 10.0
+    foot_contact_weight: float = 5.0
+    contact_height_m: float = 0.05
+    contact_speed_m_per_frame: float = 0.025
+    per_window: bool = True
+    feature_weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation and run length.
+
+    Attributes:
+        batch_size: windows per step.
+        lr, weight_decay: AdamW (cosine decay over the run).
+        kl_weight: weight of the KL term after warm-up (relative to the summed squared error in m^2).
+        kl_warmup_steps: steps of linear KL warm-up.
+        max_epochs: passes over the training split.
+        max_minutes: wall-clock cap on fitting (the run stops early and still evaluates and saves).
+        crop_prob: share of training windows cut to a random shorter length each epoch, so that the
+            model also learns short, mostly padded windows (the held-out segments are short).
+        min_crop_frames: shortest length of such a crop.
+        crop_anywhere: crops start at a random frame and are normalised again at it (else: prefixes).
+        seed: random seed (weights, shuffling, crops).
+        val_every_n_epochs: how often the held-out metrics are computed and logged.
+        render_every_n_epochs: how often input-vs-reconstruction strips go to TensorBoard (0: never).
+        threads: torch CPU threads (0: leave torch's default).
+    """
+
+    batch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    kl_weight: float = 1e-4
+    kl_warmup_steps: int = 500
+    max_epochs: int = 32
+    max_minutes: float = 10.0
+    crop_prob: float = 0.5
+    min_crop_frames: int = 3
+    crop_anywhere: bool = True
+    seed: int = 0
+    val_every_n_epochs: int = 5
+    render_every_n_epochs: int = 10
+    threads: int = 1
+
+
+@dataclass
+class MotionVAEConfig:
+    """Everything ``ramos train motion-vae`` needs besides the data set and output folder."""
+
+    net: NetConfig = field(default_factory=NetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+# --- construction ----------------------------------------------------------------------------------
+def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
+                     feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> VAEModule:
+    """The generic VAE module with the motion networks and loss of ``cfg`` injected."""
+    n = cfg.net
+    common: dict[str, Any] = {"window": window, "num_joints": skeleton.num_joints, "latent_dim": n.latent_dim,
+                              "root": skeleton.root, "up_axis": skeleton.up_axis, "root_mode": n.root_mode,
+                              "feature_mean": feature_mean, "feature_std": feature_std}
+    if n.family == "mlp":
+        encoder = MLPMotionEncoder(hidden=list(n.hidden), dropout=n.dropout, **common)
+        decoder = MLPMotionDecoder(hidden=list(reversed(n.hidden)), smooth=n.smooth, **common)
+    elif n.family == "conv":
+        encoder = ConvMotionEncoder(channels=list(n.channels), patch=n.patch, **common)
+        decoder = ConvMotionDecoder(channels=list(n.channels), patch=n.patch, **common)
+    elif n.family == "transformer":
+        arch = {"width": n.width, "heads": n.heads, "layers": n.layers, "patch": n.patch}
+        encoder = TransformerMotionEncoder(**arch, **common)
+        decoder = TransformerMotionDecoder(**arch, smooth=n.smooth, **common)
+    elif n.family == "bucketed":
+        buckets = [b for b in n.buckets if b < window] + [window]  # a shorter window caps the buckets
+        encoder = BucketedMotionEncoder(buckets=buckets, hidden=n.residual, **common)
+        decoder = BucketedMotionDecoder(buckets=buckets, hidden=n.residual, smooth=n.smooth, refine=n.refine, **common)
+    else:
+        raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp', 'conv', 'transformer' or 'bucketed'")
+    lc = cfg.loss
+    dim = skeleton.num_joints * 3
+    if lc.feature_weight > 0 and feature_std is None:  # untrained/benchmark builds: unit statistics
+        feature_mean, feature_std = [0.0] * dim, [1.0] * dim
+    loss = MaskedMotionLoss(lc.position_weight, lc.velocity_weight, lc.foot_contact_weight,
+                            feet=list(skeleton.feet), up_axis=skeleton.up_axis, contact_height_m=lc.contact_height_m,
+                            contact_speed_m_per_frame=lc.contact_speed_m_per_frame,
+                            root=skeleton.root, key="motion", per_window=lc.per_window,
+                            feature_weight=lc.feature_weight, root_mode=n.root_mode,
+                            feature_mean=feature_mean if lc.feature_weight > 0 else None,
+                            feature_std=feature_std if lc.feature_weight > 0 else None)
+    o = cfg.optim
+    return VAEModule(encoder, decoder, loss, kl_weight=o.kl_weight, kl_warmup_steps=o.kl_warmup_steps,
+                     lr=o.lr, weight_decay=o.weight_decay, input_key="motion")
+
+
+# --- data ------------------------------------------------------------------------------------------------
+class RandomLengthCrop(Dataset):
+    """Wrap a window dataset: with probability ``prob`` an item keeps only a random piece of itself.
+
+    Frames after the new length become padding (mask False, the last pose repeated). With
+    ``skeleton`` the piece starts anywhere and is normalised again at its own first frame (root xz
+    at the origin, facing +z), as every prepared window is; without it the piece is a prefix. This
+    teaches short windows that start mid-motion, which the long looped training windows rarely are
+    (the embedded set's held-out windows are the 3-13 last frames of each clip).
+    """
+
+    def __init__(self, base: Dataset, prob: float, min_frames: int, seed: int = 0,
+                 skeleton: Skeleton | None = None) -> None:
+        self.base, self.prob, self.min_frames = base, prob, max(1, min_frames)
+        self.skeleton = skeleton
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.base[i])
+        length = int(item["length"])
+        if length > self.min_frames and self.rng.random() < self.prob:
+            new = _log_uniform_length(self.rng, self.min_frames, length)
+            item["length"] = torch.tensor(new, dtype=torch.long)
+            item["mask"] = torch.arange(item["mask"].shape[0]) < new
+            if self.skeleton is not None:
+                start = int(self.rng.integers(0, length - new + 1))
+                item["motion"] = torch.from_numpy(_crop(item["motion"].numpy(), start, new, self.skeleton))
+        return item
+
+
+def _log_uniform_length(rng: np.random.Generator, low: int, high: int) -> int:
+    """A length in [low, high] drawn log-uniformly: short crops as common as long ones."""
+    return int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
+
+
+def _crop(motion: np.ndarray, start: int, n: int, skeleton: Skeleton) -> np.ndarray:
+    """Frames ``start .. start + n`` of a window, normalised at their own first frame (as every
+    prepared window is) and padded back to the window's length."""
+    return pad_window(canonicalize(np.asarray(motion[start:start + n]), skeleton), motion.shape[0])[0]
+
+
+def _init_buckets(vae: VAEModule, data: Any, train_idx: np.ndarray, seed: int, per_bucket: int = 3000) -> None:
+    """PCA-initialise every bucket of a bucketed VAE from training windows of the bucket's lengths:
+    crops starting anywhere (normalised again, as :class:`RandomLengthCrop` makes them) and, for the
+    longest bucket, half of them whole prepared windows."""
+    rng = np.random.default_rng(seed)
+    skeleton, window = data.skeleton, data.window
+    lengths = data.lengths[train_idx]
+    lo = 0
+    for b in vae.encoder.buckets:
+        pool = train_idx[lengths > lo]
+        if len(pool) == 0:
+            break
+        xs, ns = [], []
+        for i in rng.choice(pool, per_bucket):
+            valid = int(data.lengths[i])
+            if b == window and rng.random() < 0.5:
+                xs.append(np.asarray(data.windows[i], np.float32))
+                ns.append(valid)
+                continue
+            top = min(b, valid)
+            n = _log_uniform_length(rng, min(lo + 1, top), top)
+            start = int(rng.integers(0, valid - n + 1))
+            xs.append(_crop(np.asarray(data.windows[i]), start, n, skeleton))
+            ns.append(n)
+        x = torch.from_numpy(np.stack(xs))
+        init_buckets_from_pca(vae.encoder, vae.decoder, x, torch.arange(window)[None, :] < torch.tensor(ns)[:, None])
+        lo = b
+
+
+# --- evaluation ------------------------------------------------------------------------------------------
+@torch.no_grad()
+def reconstruct(vae: VAEModule, windows: np.ndarray, lengths: np.ndarray, batch_size: int = 256,
+                progress: bool = False) -> np.ndarray:
+    """Posterior-mean reconstructions (N, W, J, 3) metres of ``windows`` with valid ``lengths``."""
+    was_training = vae.training
+    vae.eval()
+    out = np.empty(windows.shape, dtype=np.float32)
+    w = windows.shape[1]
+    for a in tqdm(range(0, len(windows), batch_size), desc="reconstruct", disable=not progress or None):
+        x = torch.as_tensor(np.asarray(windows[a:a + batch_size], dtype=np.float32))
+        mask = torch.arange(w)[None, :] < torch.as_tensor(lengths[a:a + batch_size])[:, None]
+        mu, _ = vae.encode(x, mask)
+        out[a:a + len(x)] = vae.decode(mu, mask).numpy()
+    vae.train(was_training)
+    return out
+
+
+def reconstruction_metrics(pred: np.ndarray, gt: np.ndarray, lengths: np.ndarray, skeleton: Skeleton,
+                           fps: float) -> dict[str, float]:
+    """Held-out metrics of reconstructions (millimetres where the name says so), padding excluded."""
+    mask = np.arange(gt.shape[1])[None, :] < lengths[:, None]
+    gt_skate = M.foot_skating_ratio(gt, skeleton, fps, mask)
+    rec_skate = M.foot_skating_ratio(pred, skeleton, fps, mask)
+    return {
+        "windows": int(len(gt)),
+        "frames": int(mask.sum()),
+        "mpjpe_mm": 1000 * M.mpjpe(pred, gt, mask),
+        "pa_mpjpe_mm": 1000 * M.pa_mpjpe(pred, gt, mask),
+        "accel_error_mps2": M.acceleration_error(pred, gt, fps, mask),
+        "foot_skating_ratio": rec_skate,
+        "foot_skating_ratio_gt": gt_skate,
+        "bone_length_std_mm": 1000 * M.bone_length_std(pred, skeleton, mask),
+        "bone_length_std_gt_mm": 1000 * M.bone_length_std(gt, skeleton, mask),
+        "jitter_mps3": M.jitter(pred, fps, mask),
+        "jitter_gt_mps3": M.jitter(gt, fps, mask),
+    }
+
+
+def evaluate_split(vae: VAEModule, data: Any, split: str, max_windows: int | None = None,
+                   seed: int = 0) -> dict[str, float]:
+    """:func:`reconstruction_metrics` on a split of a :class:`~ramos.motion.dataset.MotionDataset`
+    (a random subset of ``max_windows`` when given)."""
+    idx = data.split_indices(split)
+    if max_windows is not None and len(idx) > max_windows:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_windows, replace=False))
+    if len(idx) == 0:
+        return {"windows": 0}
+    gt = np.asarray(data.windows[idx], dtype=np.float32)
+    lengths = np.asarray(data.lengths[idx])
+    return reconstruction_metrics(reconstruct(vae, gt, lengths), gt, lengths, data.skeleton, data.fps)
+
+
+class MotionVAEMonitor(L.Callback):
+    """Held-out motion metrics (``val/mpjpe_mm``, ...) and TensorBoard renders of input vs reconstruction."""
+
+    def __init__(self, data: Any, every_n_epochs: int = 5, render_every_n_epochs: int = 10,
+                 n_render: int = 3) -> None:
+        self.data, self.every, self.render_every, self.n_render = data, max(1, every_n_epochs), render_every_n_epochs, n_render
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch + 1
+        last = epoch >= (trainer.max_epochs or 0)
+        if epoch % self.every == 0 or last:
+            m = evaluate_split(pl_module, self.data, "val")
+            pl_module.log_dict({f"val/{k}": float(v) for k, v in m.items() if k not in ("windows", "frames")})
+        if self.render_every and (epoch % self.render_every == 0 or last):
+            self.render(trainer, pl_module)
+
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Input and reconstruction of a few long training windows as PNG strips in TensorBoard."""
+        import imageio.v3 as iio
+
+        from ramos.motion.render import render_grid
+
+        logger = trainer.logger
+        if logger is None or not hasattr(logger.experiment, "add_image"):
+            return
+        idx = render_indices(self.data, self.n_render)
+        gt = np.asarray(self.data.windows[idx], dtype=np.float32)
+        lengths = np.asarray(self.data.lengths[idx])
+        rec = reconstruct(pl_module, gt, lengths)
+        motions, titles = [], []
+        for k, i in enumerate(idx):
+            label = (self.data.meta[i].get("labels") or ["?"])[0]
+            motions += [gt[k, : lengths[k]], rec[k, : lengths[k]]]
+            titles += [f"{label}: input", f"{label}: reconstruction"]
+        with atomic_path(Path(trainer.default_root_dir) / "renders" / f"epoch{trainer.current_epoch + 1:03d}.png") as p:
+            render_grid(motions, self.data.skeleton, p, titles=titles, n_frames=8)
+            image = iio.imread(p)[..., :3]
+        logger.experiment.add_image("reconstruction", image, trainer.global_step, dataformats="HWC")
+
+
+def render_indices(data: Any, n: int) -> list[int]:
+    """``n`` windows of distinct labels from the training split (deterministic)."""
+    seen: set[str] = set()
+    out: list[int] = []
+    for i in data.split_indices("train"):
+        label = (data.meta[i].get("labels") or ["?"])[0]
+        if label not in seen and data.lengths[i] >= data.window // 2:
+            seen.add(label)
+            out.append(int(i))
+        if len(out) == n:
+            break
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------------------
+def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                     progress: bool = True) -> dict[str, Any]:
+    """Fit a motion VAE on a prepared data set; write ``motion_vae.ckpt``, ``metrics.json``, ``config.yaml``
+    and TensorBoard logs under ``out_dir``. Returns the metrics dictionary."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from ramos.motion.datamodule import MotionDataModule
+
+    o = cfg.optim
+    if o.threads > 0:
+        torch.set_num_threads(o.threads)
+    L.seed_everything(o.seed, workers=True, verbose=False)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dm = MotionDataModule(dataset_dir, batch_size=o.batch_size, normalized=False, num_workers=0)
+    data = dm.dataset
+    train_idx = data.split_indices("train")
+    if len(train_idx) == 0:
+        raise ValueError(f"{dataset_dir}: the data set has no training windows")
+    stats_idx = train_idx[np.random.default_rng(o.seed).permutation(len(train_idx))[:2048]]
+    sample = torch.as_tensor(np.asarray(data.windows[np.sort(stats_idx)], dtype=np.float32))
+    sample_mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[np.sort(stats_idx)])[:, None]
+    mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis, cfg.net.root_mode)
+    vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std)
+    if isinstance(vae.encoder, BucketedMotionEncoder):
+        _init_buckets(vae, data, train_idx, o.seed)
+
+    train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed,
+                                data.skeleton if o.crop_anywhere else None)
+    train_loader = DataLoader(train_ds, batch_size=o.batch_size, shuffle=True, drop_last=len(train_ds) > o.batch_size)
+    val_loader = dm.val_dataloader()
+    trainer = L.Trainer(
+        max_epochs=o.max_epochs, max_time={"minutes": o.max_minutes}, accelerator="cpu", devices=1,
+        logger=TensorBoardLogger(str(out), name="tb", version=""), default_root_dir=str(out),
+        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=10, num_sanity_val_steps=0, check_val_every_n_epoch=1,
+        callbacks=[MotionVAEMonitor(data, o.val_every_n_epochs, o.render_every_n_epochs)],
+    )
+    start = time.perf_counter()
+    trainer.fit(vae, train_loader, val_loader)
+    fit_seconds = time.perf_counter() - start
+    ckpt = out / "motion_vae.ckpt"
+    with atomic_path(ckpt) as tmp:
+        trainer.save_checkpoint(tmp)
+    save_config(cfg, out / "config.yaml")
+    vae.eval()
+    result: dict[str, Any] = {
+        "dataset": os.fspath(dataset_dir), "checkpoint": os.fspath(ckpt), "config": to_dict(cfg),
+        "epochs": trainer.current_epoch, "steps": trainer.global_step, "fit_seconds": round(fit_seconds, 1),
+        "threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in vae.parameters()),
+        "val": evaluate_split(vae, data, "val"),
+        "test": evaluate_split(vae, data, "test"),
+        "train_subset": evaluate_split(vae, data, "train", max_windows=256, seed=o.seed),
+    }
+    write_json(out / "metrics.json", result)
+    return result
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line of the headline numbers of :func:`train_motion_vae`."""
+    v = result["val"]
+    return (f"motion VAE: val MPJPE {v.get('mpjpe_mm', float('nan')):.1f} mm, PA-MPJPE "
+            f"{v.get('pa_mpjpe_mm', float('nan')):.1f} mm, foot skating {v.get('foot_skating_ratio', float('nan')):.3f}"
+            f" (ground truth {v.get('foot_skating_ratio_gt', float('nan')):.3f}); {result['steps']} steps in "
+            f"{result['fit_seconds']:.0f} s -> {result['checkpoint']}")
+

@@ -1,0 +1,246 @@
+"""``ramos pipeline``: the whole motion pipeline on one data set, stage by stage.
+
+    data -> pose VAE -> motion VAE -> latent diffusion -> generate (one motion per label) -> evaluate
+
+The pose VAE study (a side branch: nothing downstream reads it) trains in a second process beside
+the motion VAE, each on one thread, so both CPU cores work. Each stage writes into its own folder
+under the output folder and is recorded in ``pipeline.json`` when it finishes; a rerun skips every
+recorded stage whose outputs still exist (a stage interrupted midway resumes from its own
+checkpoints where it has them). Stage settings
+come from each stage's own YAML config plus the overrides in the pipeline config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ramos.utils.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("data", "pose_vae", "motion_vae", "motion_diffusion", "generate", "evaluate")
+
+
+@dataclass
+class StageSettings:
+    """One stage's settings: its YAML config file and dotted overrides on top of it.
+
+    Attributes:
+        config: the stage's YAML file or packaged config name (``ramos.configs``); None: the stage's
+            defaults (for the data stage: the embedded set's ``builtin``).
+        overrides: dotted keys -> values, applied after the file (e.g. ``{"optim.max_minutes": 6}``).
+    """
+
+    config: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerateSettings:
+    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``)."""
+
+    labels: list[str] | None = None
+    per_label: int = 1
+    steps: int = 10
+    sampler: Literal["ddim", "dpmsolver++", "ddpm"] = "dpmsolver++"
+    guidance: float = 2.0
+    seed: int = 0
+    video: Literal["auto", "gif", "mp4", "none"] = "auto"
+
+
+@dataclass
+class PipelineConfig:
+    """``ramos pipeline`` (files: ``configs/pipeline/*.yaml``)."""
+
+    data: StageSettings = field(default_factory=StageSettings)
+    pose_vae: StageSettings = field(default_factory=lambda: StageSettings(
+        overrides={"families": ["graph"], "latents": [32], "seeds": 1, "workers": 1}))
+    motion_vae: StageSettings = field(default_factory=StageSettings)
+    motion_diffusion: StageSettings = field(default_factory=StageSettings)
+    evaluation: StageSettings = field(default_factory=StageSettings)
+    generate: GenerateSettings = field(default_factory=GenerateSettings)
+    parallel: bool = True
+    """Train the pose VAE study in a second process beside the motion VAE (both single-threaded)."""
+
+
+def _stage_config(stage: str, settings: StageSettings, default: str | None = None) -> Any:
+    from ramos import configs
+
+    return configs.load(stage, settings.config if settings.config is not None else default, dict(settings.overrides))
+
+
+@dataclass
+class PipelineResult:
+    """Where everything went, stage by stage."""
+
+    out: Path
+    stages: dict[str, dict[str, Any]]
+
+    def summary(self) -> str:
+        """A few lines pointing to the report, the GIFs and the BVH files."""
+        s = self.stages
+        lines = [f"pipeline finished in {Path(self.out)}"]
+        for name in STAGES:
+            if name in s:
+                lines.append(f"  {name:<17} {s[name].get('seconds', 0):7.1f} s  {s[name].get('headline', '')}")
+        if "evaluate" in s:
+            lines.append(f"report:  {s['evaluate']['report']}")
+        if "generate" in s:
+            lines.append(f"motions: {s['generate']['folder']} (GIF, BVH, npy; index.json)")
+        return "\n".join(lines)
+
+
+class Pipeline:
+    """Runs the stages in order, skipping those already recorded as finished."""
+
+    def __init__(self, cfg: PipelineConfig, out: str | os.PathLike[str], progress: bool = True) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.progress = progress
+        self.record_path = self.out / "pipeline.json"
+        self.record: dict[str, Any] = {"stages": {}}
+        if self.record_path.is_file():
+            import json
+
+            self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def _done(self, name: str) -> dict[str, Any] | None:
+        entry = self.record["stages"].get(name)
+        if entry and all(Path(p).exists() for p in entry.get("outputs", [])):
+            return entry
+        return None
+
+    def _run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        done = self._done(name)
+        if done is not None:
+            log.info("stage %s: already done, skipped", name)
+            return done
+        log.info("stage %s: starting", name)
+        start = time.perf_counter()
+        entry = fn()
+        entry["seconds"] = round(time.perf_counter() - start, 1)
+        return self._record(name, entry)
+
+    def _record(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        self.record["stages"][name] = entry
+        write_json(self.record_path, self.record)
+        log.info("stage %s: done in %.1f s", name, entry["seconds"])
+        return entry
+
+    # --- stages -----------------------------------------------------------------------------------
+    def run(self) -> PipelineResult:
+        import concurrent.futures
+        import multiprocessing
+
+        from tqdm import tqdm
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        steps = [("data", self.data), ("pose_vae", self.pose_vae), ("motion_vae", self.motion_vae),
+                 ("motion_diffusion", self.motion_diffusion), ("generate", self.generate),
+                 ("evaluate", self.evaluate)]
+        bar = tqdm(steps, desc="pipeline", unit="stage", disable=not self.progress or None)
+        side: concurrent.futures.Future[dict[str, Any]] | None = None
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for name, fn in bar:
+                bar.set_postfix_str(name)
+                if name == "pose_vae" and self.cfg.parallel and self._done(name) is None:
+                    log.info("stage pose_vae: starting in a second process")
+                    side = pool.submit(_side_stage, self.cfg, self.out, name)
+                    continue
+                self._run(name, fn)
+                if side is not None and name == "motion_vae":
+                    # Recorded only now, so pipeline.json is written by this process alone.
+                    self._record("pose_vae", side.result())
+                    side = None
+        return PipelineResult(self.out, self.record["stages"])
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.out / "data"
+
+    def data(self) -> dict[str, Any]:
+        from ramos.stages.data.prepare import prepare_dataset
+
+        cfg = _stage_config("data", self.cfg.data, "builtin")
+        summary = prepare_dataset("builtin", self.dataset_dir, cfg, progress=self.progress)
+        return {"outputs": [str(self.dataset_dir / "manifest.json")], "headline": summary.line()}
+
+    def pose_vae(self) -> dict[str, Any]:
+        from ramos.stages.pose_vae.data import PoseData
+        from ramos.stages.pose_vae.study import run_study
+
+        cfg = _stage_config("pose_vae", self.cfg.pose_vae)
+        data = PoseData.from_dataset(self.dataset_dir, cfg.data)
+        result = run_study(cfg, data, self.out / "reports", self.out / "pose_vae", dataset_name="embedded")
+        best = {k: str(v) for k, v in result.best_checkpoints.items()}
+        return {"outputs": [str(result.report), *best.values()], "report": str(result.report),
+                "checkpoints": best, "headline": f"report {result.report}"}
+
+    def motion_vae(self) -> dict[str, Any]:
+        from ramos.stages.motion_vae.train import summary_line, train_motion_vae
+
+        cfg = _stage_config("motion_vae", self.cfg.motion_vae)
+        result = train_motion_vae(cfg, self.dataset_dir, self.out / "motion_vae", progress=self.progress)
+        return {"outputs": [result["checkpoint"]], "checkpoint": result["checkpoint"],
+                "val": result["val"], "headline": summary_line(result).split(";")[0]}
+
+    def motion_diffusion(self) -> dict[str, Any]:
+        from ramos.stages.motion_diffusion import train_motion_diffusion
+
+        cfg = _stage_config("motion_diffusion", self.cfg.motion_diffusion)
+        vae = self.record["stages"]["motion_vae"]["checkpoint"]
+        result = train_motion_diffusion(vae, self.dataset_dir, self.out / "diffusion", cfg, progress=self.progress)
+        return {"outputs": [str(result.checkpoint)], "checkpoint": str(result.checkpoint),
+                "headline": f"{result.steps_text}, final loss {result.final_loss}"}
+
+    def generate(self) -> dict[str, Any]:
+        from ramos.motion.generate import MotionGenerator, export_motions
+
+        g = self.cfg.generate
+        gen = MotionGenerator.load(self.record["stages"]["motion_diffusion"]["checkpoint"])
+        labels = [lab for lab in (g.labels or gen.labels) for _ in range(g.per_label)]
+        result = gen.sample(labels, steps=g.steps, sampler=g.sampler, guidance=g.guidance, seed=g.seed)
+        folder = export_motions(result.motions, self.out / "samples", gen.fps, gen.skeleton, labels=result.labels,
+                                seeds=result.seeds, settings=result.settings, video=g.video, overwrite=True,
+                                progress=self.progress)
+        return {"outputs": [str(folder / "index.json")], "folder": str(folder),
+                "headline": f"{len(labels)} motions in {folder}"}
+
+    def evaluate(self) -> dict[str, Any]:
+        from ramos.motion.dataset import MotionDataset
+        from ramos.stages.evaluation import PLANTED, evaluate, latent_generators
+
+        cfg = _stage_config("evaluation", self.cfg.evaluation)
+        data = MotionDataset(self.dataset_dir)
+        ckpt = self.record["stages"]["motion_diffusion"]["checkpoint"]
+        results = evaluate(latent_generators(ckpt, data.labels, cfg), data, self.out / "reports", cfg,
+                           progress=self.progress)
+        o, p = results["models"]["latent"]["overall"], results["models"][PLANTED]["overall"]
+        report = self.out / "reports" / "generation.md"
+        return {"outputs": [str(report)], "report": str(report), "overall": o, "overall_planted_feet": p,
+                "headline": f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
+                            f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)"}
+
+
+def _side_stage(cfg: PipelineConfig, out: Path, name: str) -> dict[str, Any]:
+    """Run stage ``name`` in a worker process, on one thread and without progress bars (the main
+    process shows its own); returns its record entry with the seconds it took."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    entry = getattr(Pipeline(cfg, out, progress=False), name)()
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    return entry
+
+
+def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike[str], progress: bool = True) -> PipelineResult:
+    """Run (or resume) the whole pipeline into ``out``."""
+    return Pipeline(cfg, out, progress).run()
