@@ -3,9 +3,8 @@
     python benchmarks/bench_generate.py [--checkpoint runs/pipeline/diffusion/last.ckpt] [--threads 2]
 
 Without a checkpoint the default architecture is built with random weights (speed does not depend
-on the weights): the default motion VAE (configs/motion_vae) for 200-frame windows and the default
-denoiser (configs/motion_diffusion), 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
-batch 1 (default steps: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. The whole
+on the weights): the default motion VAE for 200-frame windows and the default denoiser, 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
+batch 1 (the checkpoint's default sampling: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. The whole
 measurement runs ``--repeats`` times in a row and each figure is the median over them (this shared
 machine's speed drifts by up to 1.5x within minutes). Prints one line and updates
 benchmarks/results/generate.json.
@@ -44,7 +43,7 @@ def default_generator(width: int | None = None, depth: int | None = None):
     info = {"kind": "motion", "fps": 20.0, "window": window, "length_unit": "seconds",
             "skeleton": HUMANML3D.to_dict(), "length_hist": {"*": [[120, 1], [200, 1]]}}
     module = LatentDiffusionModule(denoiser, vae, num_classes=len(labels), noise=cfg.noise, class_names=labels,
-                                   cond_keys=["length"], input_key="motion", data_info=info)
+                                   cond_keys=["length"], input_key="motion", data_info=info, sampling=cfg.sampling)
     module.latent_shift.fill_(0.0)
     module.latent_scale.fill_(1.0)
     module.latent_shape = torch.tensor([latent])
@@ -57,9 +56,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--width", type=int, default=None, help="denoiser width (default: the config's)")
     parser.add_argument("--depth", type=int, default=None, help="denoiser depth (default: the config's)")
-    parser.add_argument("--steps", type=int, default=10, help="default: the generation API's")
-    parser.add_argument("--sampler", default="dpmsolver++", help="default: the generation API's")
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=None, help="default: the checkpoint's")
+    parser.add_argument("--sampler", default=None, help="default: the checkpoint's")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the checkpoint's")
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 runs (median reported)")
     parser.add_argument("--batch", type=int, default=256, help="motions per batched call")
     parser.add_argument("--batched-runs", type=int, default=5)
@@ -73,6 +72,10 @@ def main() -> None:
 
     gen = MotionGenerator.load(args.checkpoint) if args.checkpoint else default_generator(args.width, args.depth)
     label = gen.labels[0] if gen.labels else None
+    default = gen.sampling
+    args.steps = default.steps if args.steps is None else args.steps
+    args.sampler = default.sampler if args.sampler is None else args.sampler
+    args.guidance = default.guidance if args.guidance is None else args.guidance
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=gen.window / gen.fps)
     for _ in range(5):  # warm-up: allocator, scheduler construction, lazy imports
         gen.sample([label], seed=0, **kw)

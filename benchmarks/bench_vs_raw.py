@@ -3,9 +3,9 @@
     python benchmarks/bench_vs_raw.py --vae runs/pipeline/vae/motion_vae.ckpt [--dataset DIR] [--threads 2]
         [--latent runs/pipeline/diffusion/last.ckpt] [--out runs/bench_vs_raw]
 
-1. Trains the motion latent diffusion (``configs/motion_diffusion/default.yaml``) on the VAE, or
+1. Trains the motion latent diffusion (default config) on the VAE, or
    reuses ``--latent`` (its ``summary.json`` gives its training time).
-2. Trains the raw-space baseline (``configs/raw_baseline/default.yaml``) for the same wall-clock
+2. Trains the raw-space baseline (default config: MDM's size) for the same wall-clock
    time: the latent diffusion's training time plus the VAE's (``fit_seconds`` in the VAE folder's
    ``metrics.json``; ``--diffusion-time-only`` leaves the VAE's out).
 3. Times one motion at batch 1 (10 s, same sampler, steps and guidance; median of ``--runs``).
@@ -58,9 +58,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_vs_raw"))
     parser.add_argument("--evaluator", type=Path, help="evaluator checkpoint (default: trained into OUT)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--steps", type=int, default=10, help="default: the generation API's")
-    parser.add_argument("--sampler", default="dpmsolver++", help="default: the generation API's")
-    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=None, help="default: the latent checkpoint's")
+    parser.add_argument("--sampler", default=None, help="default: the latent checkpoint's")
+    parser.add_argument("--guidance", type=float, default=None, help="default: the latent checkpoint's")
     parser.add_argument("--runs", type=int, default=5, help="timed batch-1 motions per model (median)")
     parser.add_argument("--n-per-label", type=int, default=8, help="motions per label for the FID")
     parser.add_argument("--baseline-config",
@@ -106,6 +106,10 @@ def main() -> None:
 
     # Per-motion sampling time, batch 1, a full window, same sampler / steps / guidance.
     gen = MotionGenerator.load(latent_ckpt)
+    default = gen.sampling  # both models sample alike: the latent model's defaults
+    args.steps = default.steps if args.steps is None else args.steps
+    args.sampler = default.sampler if args.sampler is None else args.sampler
+    args.guidance = default.guidance if args.guidance is None else args.guidance
     # Like for like: the baseline samples through the same frozen TorchScript path as the latent model
     # (MotionGenerator.load freezes its module).
     raw = load_raw_baseline(raw_ckpt).freeze_for_inference()

@@ -80,3 +80,15 @@ def test_raw_baseline(expected: dict[str, np.ndarray]) -> None:
     module = load_raw_baseline(OLD / "raw_baseline.ckpt")
     got = np.stack(sample_raw_baseline(module, [0, 1], [20, 20], steps=3, sampler="ddim", guidance=2.0, seed=0))
     np.testing.assert_allclose(got, expected["raw_samples"], atol=1e-4)
+
+
+def test_retired_options_and_networks_are_clear_errors() -> None:
+    from ramos.utils.spec import build
+
+    args = {"window": 8, "num_joints": 22, "latent_dim": 4, "buckets": [8], "hidden": 0}
+    path = "ramos.motion.nets.motion.BucketedMotionDecoder"
+    build({"class_path": path, "init_args": {**args, "root_mode": "velocity", "smooth": False}})  # what stayed
+    with pytest.raises(ValueError, match="root_mode='absolute' is no longer supported"):
+        build({"class_path": path, "init_args": {**args, "root_mode": "absolute"}})
+    with pytest.raises(ValueError, match="MLPMotionDecoder does not exist in this version"):
+        build({"class_path": "ramos.motion.nets.motion.MLPMotionDecoder", "init_args": {}})

@@ -7,23 +7,26 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ramos.diffusion import LatentDiffusionModule, NoiseConfig, make_scheduler
+from ramos.diffusion import DecoderTuning, GuidanceDistillation, LatentDiffusionModule, NoiseConfig, make_scheduler
 from ramos.diffusion.module import LATENT_KEY
 from ramos.diffusion.nets import ResidualMLPDenoiser
+from ramos.motion.losses import MaskedMotionLoss
 from ramos.utils.checkpoint import CheckpointError
 from ramos.utils.training import NonFiniteLossError
 from ramos.vae import VAEModule, gaussian_kl
-from ramos.vae.losses import MSEReconstruction
 from ramos.vae.nets import MLPDecoder, MLPEncoder
+
+SHAPE = [2, 1, 3]
 
 
 class Blobs(Dataset):
-    """Two labelled Gaussian blobs in 6-D: class 0 around -2, class 1 around +2."""
+    """Two labelled Gaussian blobs in 6-D: class 0 around -2, class 1 around +2. Shaped as tiny
+    motions (2 frames of 1 joint, x y z), so that the motion loss scores them (:func:`_vae`)."""
 
     def __init__(self, n: int = 512, seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
         self.y = torch.arange(n) % 2
-        self.x = (self.y[:, None].float() * 4 - 2) + 0.3 * torch.randn(n, 6, generator=g)
+        self.x = ((self.y[:, None].float() * 4 - 2) + 0.3 * torch.randn(n, 6, generator=g)).view(n, *SHAPE)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -71,7 +74,9 @@ def test_unknown_sampler_is_a_clear_error():
 
 
 def _vae(latent: int = 2) -> VAEModule:
-    return VAEModule(MLPEncoder([6], latent, [32]), MLPDecoder([6], latent, [32]), MSEReconstruction("x"),
+    # On one joint without velocity weight, the motion loss is the summed squared error.
+    return VAEModule(MLPEncoder(SHAPE, latent, [32]), MLPDecoder(SHAPE, latent, [32]),
+                     MaskedMotionLoss(velocity_weight=0.0, key="x"),
                      kl_weight=1e-3, lr=3e-3)
 
 
@@ -168,7 +173,7 @@ def test_loss_works_outside_a_trainer():
     model = LatentDiffusionModule(ResidualMLPDenoiser(dim=6, width=16, depth=1, num_classes=2), None, num_classes=2)
     batch = {"x": Blobs(32).x, "label": Blobs(32).y}
     assert torch.isfinite(model.diffusion_loss(batch))
-    assert model.is_initialised and model.latent_shape.tolist() == [6]
+    assert model.is_initialised and model.latent_shape.tolist() == SHAPE
 
 
 @pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpmsolver++"])
@@ -214,37 +219,6 @@ def test_denoiser_embeds_repeated_conditions_once_with_the_same_result() -> None
         other_label = net(x, t, (y + 1) % 4, length=length)
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(together, other_label)
-
-
-@pytest.mark.parametrize("prediction", ["sample", "epsilon", "v_prediction"])
-def test_min_snr_weighting_puts_every_prediction_on_the_same_x0_weight(prediction: str) -> None:
-    """With Min-SNR-gamma the loss is mean_i min(SNR_i, gamma) * |x0_hat_i - x0_i|^2 / dim, whichever
-    quantity the network predicts (its error converted to an x0 error)."""
-    from diffusers.training_utils import compute_snr
-
-    torch.manual_seed(0)
-    gamma = 5.0
-    model = LatentDiffusionModule(ResidualMLPDenoiser(dim=6, width=16, depth=1, num_classes=2), None, num_classes=2,
-                                  noise=NoiseConfig(prediction_type=prediction), min_snr_gamma=gamma)
-    batch = {"x": Blobs(32).x, "label": Blobs(32).y}
-    model.diffusion_loss(batch)  # fixes the latent statistics
-    torch.manual_seed(1)
-    loss = model.diffusion_loss(batch, drop_labels=False)
-    # The same draws by hand.
-    torch.manual_seed(1)
-    z = (batch["x"] - model.latent_shift) / model.latent_scale
-    noise = torch.randn_like(z)
-    t = torch.randint(0, 1000, (32,))
-    sched = model.train_scheduler
-    x_t = sched.add_noise(z, noise, t)
-    with torch.no_grad():
-        pred = model.denoiser(x_t, t, batch["label"])
-    a = sched.alphas_cumprod[t].sqrt()[:, None]
-    s = (1 - sched.alphas_cumprod[t]).sqrt()[:, None]
-    x0_hat = {"sample": pred, "epsilon": (x_t - s * pred) / a, "v_prediction": a * x_t - s * pred}[prediction]
-    snr = compute_snr(sched, t)
-    expected = (snr.clamp_max(gamma) * (x0_hat - z).pow(2).mean(1)).mean()
-    torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,prediction", [("ddim", "sample"), ("ddim", "v_prediction"), ("ddim", "epsilon"),
@@ -296,19 +270,20 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
     model, path = trained_diffusion
     module = LatentDiffusionModule.load(path)
     with pytest.raises(ValueError, match="label-conditional"):
-        LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), _vae(4)).add_guided_student(2.0)
-    module.add_guided_student(3.0, lr=3e-3)
-    assert module.distilling and module.hparams.student_guidance == 3.0
+        GuidanceDistillation(LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), _vae(4)))
+    module.hparams.sampling["guidance"] = 3.0  # the model's default guidance is what the student learns
+    distill = GuidanceDistillation(module, lr=3e-3)
+    assert module.student is not None and module.hparams.student_guidance == 3.0
     # The loss by hand, from the same random draws.
     z = torch.randn(32, 4)
     batch = {LATENT_KEY: z, "label": torch.arange(32) % 2}
     torch.manual_seed(1)
-    loss = module.distillation_loss(batch)
+    loss = distill.loss(batch)
     torch.manual_seed(1)
     zn = (z - module.latent_shift) / module.latent_scale
     t = torch.randint(0, module.noise_cfg.num_train_timesteps, (32,))
     x_t = module.train_scheduler.add_noise(zn, torch.randn_like(zn), t)
-    y = module._labels(batch, 32, drop=True)
+    y = module.labels(batch, drop=True)
     with torch.no_grad():
         teacher = module.ema.module
         c, u = teacher(x_t, t, y), teacher(x_t, t, torch.full_like(y, 2))
@@ -319,16 +294,16 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
 
     trainer = _trainer(tmp_path, 150)
     before = {k: v.clone() for k, v in module.ema.module.state_dict().items()}
-    trainer.fit(module, DataLoader(Blobs(), batch_size=64, shuffle=True))
+    trainer.fit(distill, DataLoader(Blobs(), batch_size=64, shuffle=True))
     assert all(torch.equal(v, module.ema.module.state_dict()[k]) for k, v in before.items())  # teacher untouched
     torch.manual_seed(2)
-    after = module.distillation_loss(batch)
+    after = distill.loss(batch)
     assert after < 0.5 * loss
 
     calls: list[int] = []
     hook = module.student.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     y = torch.tensor([0, 1, 0, 1])
-    a = module.sample(4, y, steps=10, guidance=3.0, generator=torch.Generator().manual_seed(5))
+    a = module.sample(4, y, steps=10, generator=torch.Generator().manual_seed(5))  # the default guidance, 3
     assert calls == [4] * 10  # one pass of the batch per step
     calls.clear()
     guided = model.sample(4, y, steps=10, guidance=3.0, generator=torch.Generator().manual_seed(5))
@@ -337,7 +312,7 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
     hook.remove()
     assert (a - guided).abs().mean() < 0.25 * guided.abs().mean()  # the student samples what guidance gives
     path2 = tmp_path / "student.ckpt"
-    trainer.save_checkpoint(path2)
+    module.save(path2)
     loaded = LatentDiffusionModule.load(path2)
     assert loaded.hparams.student_guidance == 3.0
     torch.testing.assert_close(loaded.sample(4, y, steps=10, guidance=3.0, generator=torch.Generator().manual_seed(5)), a)
@@ -353,7 +328,7 @@ def test_x0_of_a_prediction_recovers_the_clean_latent(prediction: str) -> None:
     t = torch.tensor([0, 10, 200, 500, 800, 999])
     x_t = sched.add_noise(x0, noise, t)
     oracle = {"sample": x0, "epsilon": noise, "v_prediction": sched.get_velocity(x0, noise, t)}[prediction]
-    torch.testing.assert_close(module._x0(oracle, x_t, t), x0, atol=2e-3, rtol=1e-3)
+    torch.testing.assert_close(module.x0(oracle, x_t, t), x0, atol=2e-3, rtol=1e-3)
 
 
 def test_decoder_tuning_fits_only_the_decoder_to_the_samplers_latents(trained_diffusion, tmp_path):
@@ -364,50 +339,49 @@ def test_decoder_tuning_fits_only_the_decoder_to_the_samplers_latents(trained_di
     model, path = trained_diffusion
     untrained = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), _vae(4))
     with pytest.raises(RuntimeError, match="train the diffusion model"):
-        untrained.add_decoder_tuning(1e-3)
+        DecoderTuning(untrained, 1e-3)
     with pytest.raises(ValueError, match="needs an autoencoder"):
-        LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1)).add_decoder_tuning(1e-3)
+        DecoderTuning(LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1)), 1e-3)
     module = LatentDiffusionModule.load(path)
     with pytest.raises(ValueError, match="0 <= mix <= 1"):
-        module.add_decoder_tuning(1e-3, mix=1.5)
+        DecoderTuning(module, 1e-3, mix=1.5)
     ae = module.autoencoder
     last_layer = list(ae.decoder.parameters())[-2:]  # tune only the decoder's output layer
-    module.add_decoder_tuning(3e-3, mix=1.0, max_timestep=200, parameters=last_layer)
-    assert module.tuning_decoder
+    tuning = DecoderTuning(module, 3e-3, mix=1.0, max_timestep=200, parameters=last_layer)
     data = Blobs(32, seed=4)
     batch = {"x": data.x, "label": data.y}
     torch.manual_seed(1)
-    loss = module.decoder_tuning_loss(batch)
+    loss = tuning.loss(batch)
     torch.manual_seed(1)
     with torch.no_grad():
         z = module.to_latent(data.x)
         zn = (z - module.latent_shift) / module.latent_scale
         t = torch.randint(0, 201, (32,))
         x_t = module.train_scheduler.add_noise(zn, torch.randn_like(zn), t)
-        y = module._labels(batch, 32, drop=True)
+        y = module.labels(batch, drop=True)
         v = module.ema.module(x_t, t, y)  # the fixture predicts v (the default): x0 = a x_t - s v
         alpha_bar = module.train_scheduler.alphas_cumprod[t][:, None]
         z_pred = (alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v) * module.latent_scale + module.latent_shift
-    expected = (ae.decode(z_pred) - data.x).pow(2).sum(1).mean()
+    expected = (ae.decode(z_pred) - data.x).pow(2).flatten(1).sum(1).mean()
     torch.testing.assert_close(loss, expected)
-    module._decoder_tuning.mix = 0.0  # every item from the encoder's latent: the plain reconstruction loss
-    torch.testing.assert_close(module.decoder_tuning_loss(batch), (ae.decode(z) - data.x).pow(2).sum(1).mean())
-    module._decoder_tuning.mix = 1.0
+    tuning.mix = 0.0  # every item from the encoder's latent: the plain reconstruction loss
+    torch.testing.assert_close(tuning.loss(batch), (ae.decode(z) - data.x).pow(2).flatten(1).sum(1).mean())
+    tuning.mix = 1.0
 
     frozen = {name: p.detach().clone() for name, p in module.named_parameters()
               if not any(p is q for q in last_layer)}
     tuned_before = [p.detach().clone() for p in last_layer]
     trainer = _trainer(tmp_path, 100)
-    trainer.fit(module, DataLoader(Blobs(), batch_size=64, shuffle=True))
+    trainer.fit(tuning, DataLoader(Blobs(), batch_size=64, shuffle=True))
     changed = [name for name, p in module.named_parameters() if name in frozen and not torch.equal(p, frozen[name])]
     assert changed == []  # denoiser, EMA, encoder and the rest of the decoder untouched
     assert all(not torch.equal(a, b) for a, b in zip(tuned_before, last_layer))
     torch.manual_seed(3)
-    after = module.decoder_tuning_loss(batch)
+    after = tuning.loss(batch)
     assert after < loss
 
     path2 = tmp_path / "tuned.ckpt"
-    trainer.save_checkpoint(path2)
+    module.save(path2)
     loaded = LatentDiffusionModule.load(path2)
     zq = torch.randn(5, 4)
     torch.testing.assert_close(loaded.from_latent(zq), module.from_latent(zq))

@@ -18,8 +18,9 @@ from ramos.cli import main
 from ramos.diffusion import LatentDiffusionModule
 from ramos.motion.datamodule import WindowDataset
 from ramos.motion.dataset import MotionDataset
-from ramos.motion.generate import DEFAULT_GUIDANCE, GenerationError, MotionGenerator, export_motions, generate
+from ramos.motion.generate import GenerationError, MotionGenerator, export_motions, generate
 from ramos.motion.io.bvh import BvhItem, read_item
+from ramos.motion.losses import MaskedMotionLoss
 from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
 from ramos.stages.motion_diffusion import (
     MotionDiffusionConfig,
@@ -29,7 +30,6 @@ from ramos.stages.motion_diffusion import (
 )
 from ramos.utils.checkpoint import CheckpointError
 from ramos.vae import VAEModule
-from ramos.vae.losses import MSEReconstruction
 from ramos.vae.nets import MLPDecoder, MLPEncoder
 
 WINDOW = 40  # 2 s at 20 fps
@@ -37,7 +37,7 @@ WINDOW = 40  # 2 s at 20 fps
 
 def _tiny_vae(window: int = WINDOW, latent: int = 8) -> VAEModule:
     return VAEModule(MLPEncoder([window, 22, 3], latent, [64]), MLPDecoder([window, 22, 3], latent, [64]),
-                     MSEReconstruction("motion"), kl_weight=1e-4, lr=3e-3, input_key="motion")
+                     MaskedMotionLoss(key="motion"), kl_weight=1e-4, lr=3e-3, input_key="motion")
 
 
 def _fit(module: L.LightningModule, loader: DataLoader, steps: int) -> L.Trainer:
@@ -107,7 +107,7 @@ def test_training_writes_checkpoint_config_strip_and_logs(trained):
     data = MotionDataset(data_dir)
     assert module.hparams.class_names == data.labels and module.hparams.cond_keys == ["length"]
     # The guidance-distilled student serves the generation default, and only that scale.
-    assert module.student is not None and module.hparams.student_guidance == DEFAULT_GUIDANCE
+    assert module.student is not None and module.hparams.student_guidance == module.sampling.guidance == 2.0
     gen = MotionGenerator(module, str(ckpt))
     assert gen.sample(["walk"], steps=2, seed=0).settings["guidance_distilled"]
     assert not gen.sample(["walk"], steps=2, guidance=3.0, seed=0).settings["guidance_distilled"]
@@ -338,8 +338,17 @@ def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
     assert torch.allclose(losses[0], losses[1], atol=1e-5)
 
 
-def test_the_student_serves_the_default_guidance():
-    assert MotionDiffusionConfig().distill_guidance == DEFAULT_GUIDANCE
+def test_the_checkpoint_records_its_sampling_and_generation_reads_it(trained):
+    """One source for the sampling defaults: the config's, recorded in the checkpoint, where the student
+    serves exactly that guidance and generation reads every default."""
+    from ramos.diffusion import SamplingConfig
+
+    gen = MotionGenerator.load(trained[2])
+    assert gen.sampling == MotionDiffusionConfig().sampling == SamplingConfig()
+    assert gen.module.hparams.student_guidance == gen.sampling.guidance
+    settings = gen.sample(["walk"], seconds=1.0).settings
+    assert (settings["steps"], settings["sampler"], settings["guidance"]) == (10, "dpmsolver++", 2.0)
+    assert settings["guidance_distilled"] is True
 
 
 def test_frozen_sampling_matches_eager_sampling(trained):

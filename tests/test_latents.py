@@ -42,7 +42,7 @@ def test_pick_pair_takes_the_two_most_common_labels():
 
 def test_interpolation_ends_at_the_decoded_endpoints():
     torch.manual_seed(0)
-    vae = build_motion_vae(tiny_config("mlp"), HUMANML3D, 40).eval()
+    vae = build_motion_vae(tiny_config(), HUMANML3D, 40).eval()
     z0, z1 = np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)
     path = interpolate(vae, z0, z1, steps=5)
     with torch.no_grad():
@@ -64,7 +64,7 @@ def test_analyze_latents_command(tmp_path):
     x = torch.as_tensor(np.array(data.windows))
     mask = torch.arange(40)[None] < torch.as_tensor(data.lengths)[:, None]
     mean, std = feature_stats(x, mask)
-    vae = build_motion_vae(tiny_config("conv"), HUMANML3D, 40, mean, std)
+    vae = build_motion_vae(tiny_config(), HUMANML3D, 40, mean, std)
     ckpt = tmp_path / "vae.ckpt"
     trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         enable_checkpointing=False, default_root_dir=tmp_path)

@@ -25,12 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label", action="append", default=None,
                    help="action label (repeat for several: motions cycle through them); omit for unconditional")
     p.add_argument("--n", type=int, default=8, help="number of motions (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (default: 10, the generation API's default)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's, 10)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (default: 2, the generation API's default)")
+                   help="classifier-free guidance scale (default: the checkpoint's, 2, which its distilled "
+                        "student serves in one pass; another scale runs the two-pass teacher)")
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++", "ddpm"), default=None,
-                   help="reverse-process sampler (default: dpmsolver++, the generation API's default)")
+                   help="reverse-process sampler (default: the checkpoint's, dpmsolver++)")
     p.add_argument("--seconds", type=float, default=None,
                    help="length of every motion (default: drawn from the label's training lengths)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
                                   "`ramos train motion-diffusion`, or pass --checkpoint)")
         gen = MotionGenerator.load(args.checkpoint)
         labels = [args.label[i % len(args.label)] for i in range(args.n)] if args.label else [None] * args.n
-        chosen = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("guidance", args.guidance))
-                  if v is not None}
-        result = gen.sample(labels, seconds=args.seconds, seed=args.seed, plant_feet=not args.no_plant_feet, **chosen)
+        result = gen.sample(labels, steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=args.seconds,
+                            seed=args.seed, plant_feet=not args.no_plant_feet)
         out = export_motions(result.motions, args.out, gen.fps, gen.skeleton, result.labels, result.seeds,
                              result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite)
     except GenerationError as exc:

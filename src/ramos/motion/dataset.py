@@ -124,14 +124,3 @@ class MotionDataset:
     def normalize(self, motion: np.ndarray) -> np.ndarray:
         """(x - mean) / std with the training statistics."""
         return ((motion - self.stats["mean"]) / self.stats["std"]).astype(np.float32)
-
-    def denormalize(self, motion: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`normalize` (numpy or torch input)."""
-        mean, std = self.stats["mean"], self.stats["std"]
-        if not isinstance(motion, np.ndarray):
-            import torch
-
-            return motion * torch.as_tensor(std, device=motion.device) + torch.as_tensor(mean, device=motion.device)
-        return (motion * std + mean).astype(np.float32)
-
-

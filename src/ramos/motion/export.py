@@ -161,22 +161,6 @@ def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skelet
     return local
 
 
-def bvh_forward_kinematics(offsets: np.ndarray, local: np.ndarray, root_positions: np.ndarray,
-                           skeleton: Skeleton = HUMANML3D) -> np.ndarray:
-    """Joint positions (T, J, 3) of a BVH-style pose: rest ``offsets`` (J, 3), ``local`` (T, J, 3, 3)."""
-    t = local.shape[0]
-    pos = np.zeros((t, skeleton.num_joints, 3))
-    glob = np.zeros_like(local)
-    for j, p in enumerate(skeleton.parents):
-        if p < 0:
-            glob[:, j] = local[:, j]
-            pos[:, j] = root_positions
-        else:
-            glob[:, j] = glob[:, p] @ local[:, j]
-            pos[:, j] = pos[:, p] + np.einsum("tab,b->ta", glob[:, p], offsets[j])
-    return pos
-
-
 # --- BVH text ----------------------------------------------------------------------------------------
 def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.6f}" for v in values)

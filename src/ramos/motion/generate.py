@@ -27,19 +27,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ramos.diffusion import LatentDiffusionModule
+from ramos.diffusion import LatentDiffusionModule, SamplingConfig
 from ramos.diffusion.schedule import SAMPLERS
 from ramos.motion.postprocess import planting_shift
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
 VideoFormat = Literal["auto", "gif", "mp4", "none"]
-DEFAULT_STEPS = 10
-DEFAULT_SAMPLER = "dpmsolver++"
-DEFAULT_GUIDANCE = 2.0
-"""Classifier-free guidance of every generation default (2 gave the best FID of 1-3.5, docs/generation.md)."""
-"""Default reverse process: DPM-Solver++ (2nd order) reaches at 10 steps what DDIM needs ~20 for
-(``docs/generation.md``), at half the latency."""
+DATA_KIND = "motion"
+"""``data_info["kind"]`` of motion diffusion checkpoints (tells them apart from MNIST ones)."""
 MAX_BATCH = 1024
 """Motions sampled per forward batch (bounds memory for large ``n``)."""
 
@@ -73,7 +69,7 @@ class MotionGenerator:
     def __init__(self, module: LatentDiffusionModule, checkpoint: str | None = None) -> None:
         info = module.hparams.get("data_info") or {}
         where = checkpoint or "the diffusion module"
-        if info.get("kind") != "motion":
+        if info.get("kind") != DATA_KIND:
             raise CheckpointError(f"{where}: not a motion diffusion checkpoint (no motion data info; "
                                   "train one with `ramos train motion-diffusion`)")
         self.module = module  # sampling switches the denoiser to eval itself; a module in training stays so
@@ -160,10 +156,20 @@ class MotionGenerator:
         return int(rng.choice(frames, p=counts / counts.sum()))
 
     # --- sampling -------------------------------------------------------------------------------
-    def sample(self, labels: Sequence[str | None], steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
-               guidance: float = DEFAULT_GUIDANCE,
-               seconds: float | None = None, seed: int = 0, plant_feet: bool = True) -> GenerationResult:
-        """One motion per entry of ``labels`` (None: unconditional); see the module docstring."""
+    @property
+    def sampling(self) -> SamplingConfig:
+        """The checkpoint's default steps, sampler and guidance (what its distilled student serves)."""
+        return self.module.sampling
+
+    def sample(self, labels: Sequence[str | None], steps: int | None = None, sampler: str | None = None,
+               guidance: float | None = None, seconds: float | None = None, seed: int = 0,
+               plant_feet: bool = True) -> GenerationResult:
+        """One motion per entry of ``labels`` (None: unconditional); ``steps``, ``sampler`` and
+        ``guidance`` default to the checkpoint's (:attr:`sampling`); see the module docstring."""
+        default = self.sampling
+        steps = default.steps if steps is None else steps
+        sampler = default.sampler if sampler is None else sampler
+        guidance = default.guidance if guidance is None else guidance
         if sampler not in SAMPLERS:
             raise GenerationError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if steps < 1:
@@ -218,7 +224,7 @@ def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str |
 
 
 def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
-             n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE,
+             n: int = 1, steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
              seconds: float | None = None, seed: int = 0, plant_feet: bool = True) -> list[np.ndarray]:
     """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
 
@@ -226,7 +232,8 @@ def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str |
         checkpoint: a motion diffusion checkpoint (or a loaded :class:`MotionGenerator`).
         labels: one label for all, one per motion, or None (unconditional).
         n: number of motions.
-        steps, sampler, guidance: reverse process settings ("ddim", "dpmsolver++" or "ddpm").
+        steps, sampler, guidance: reverse process settings ("ddim", "dpmsolver++" or "ddpm"); default:
+            the checkpoint's.
         seconds: length of every motion; None draws each length from its label's training lengths.
         seed: the same seed (and settings) gives the same motions.
         plant_feet: keep the stance foot from sliding (see the module docstring).

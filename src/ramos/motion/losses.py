@@ -69,13 +69,13 @@ class MaskedMotionLoss(Buildable):
         feature_weight: weight of the squared error of the standardised features (the networks'
             own representation, :class:`~ramos.motion.nets.motion.MotionFeatures`); every
             feature has unit variance there, so the pose is not drowned by the root trajectory.
-        root_mode, feature_mean, feature_std: the features' definition (needed when ``feature_weight > 0``).
+        feature_mean, feature_std: the features' statistics (needed when ``feature_weight > 0``).
     """
 
     def __init__(self, position_weight: float = 1.0, velocity_weight: float = 1.0, foot_contact_weight: float = 0.0,
                  feet: list[int] | None = None, up_axis: int = 1, contact_height_m: float = 0.05,
                  contact_speed_m_per_frame: float = 0.025, root: int = 0, key: str = "motion",
-                 per_window: bool = False, feature_weight: float = 0.0, root_mode: str = "velocity",
+                 per_window: bool = False, feature_weight: float = 0.0,
                  feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
         super().__init__()
         if foot_contact_weight > 0 and not feet:
@@ -85,8 +85,7 @@ class MaskedMotionLoss(Buildable):
         if feature_weight > 0:
             if feature_std is None:
                 raise ValueError("feature_weight > 0 needs the feature statistics (feature_mean/feature_std)")
-            self.features = MotionFeatures(len(feature_std) // 3, root, up_axis, root_mode,  # type: ignore[arg-type]
-                                           feature_mean, feature_std)
+            self.features = MotionFeatures(len(feature_std) // 3, root, up_axis, feature_mean, feature_std)
         self.position_weight, self.velocity_weight = position_weight, velocity_weight
         self.foot_contact_weight, self.feet, self.up_axis = foot_contact_weight, list(feet or []), up_axis
         self.contact_height_m, self.contact_speed = contact_height_m, contact_speed_m_per_frame

@@ -43,13 +43,14 @@ class StageSettings:
 
 @dataclass
 class GenerateSettings:
-    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``)."""
+    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``);
+    ``steps``, ``sampler`` and ``guidance`` default to the trained checkpoint's (``None``)."""
 
     labels: list[str] | None = None
     per_label: int = 1
-    steps: int = 10
-    sampler: Literal["ddim", "dpmsolver++", "ddpm"] = "dpmsolver++"
-    guidance: float = 2.0
+    steps: int | None = None
+    sampler: Literal["ddim", "dpmsolver++", "ddpm"] | None = None
+    guidance: float | None = None
     seed: int = 0
     video: Literal["auto", "gif", "mp4", "none"] = "auto"
 

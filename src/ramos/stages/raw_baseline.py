@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ramos.diffusion.schedule import NoiseConfig
+from ramos.diffusion import NoiseConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,12 @@ class RawBaselineConfig:
         noise: the noise process; MDM's: 1000-step cosine schedule, the network predicts the clean motion.
         cond_drop_prob: label dropout for classifier-free guidance.
         lr, weight_decay: AdamW (cosine decay over ``max_steps``).
-        ema_decay: EMA of the denoiser weights (used for sampling).
-        root_mode: root representation of the features ("velocity" as in HumanML3D/MDM, or "absolute").
+        ema_decay: EMA of the denoiser weights (used for sampling; 0.998: a short run).
+        sampling: the default sampling settings, recorded in the checkpoint (the latent model's, so
+            that the two are compared alike).
         batch_size: windows per step.
-        max_time_s: wall-clock training budget in seconds (None: ``max_steps`` only).
+        max_time_s: wall-clock training budget in seconds (None: ``max_steps`` only);
+            ``benchmarks/bench_vs_raw.py`` passes the latent model's training time.
         max_steps: step limit (also the length of the cosine schedule).
         seed: seed of weights, batches and noise.
         threads: torch CPU threads (None: torch's default).
@@ -64,11 +66,11 @@ class RawBaselineConfig:
     denoiser: RawDenoiserConfig = field(default_factory=RawDenoiserConfig)
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
     cond_drop_prob: float = 0.1
-    root_mode: Literal["velocity", "absolute"] = "velocity"
     lr: float = 3e-4
     weight_decay: float = 0.0
     ema_decay: float = 0.998
     batch_size: int = 32
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     max_time_s: float | None = 600.0
     max_steps: int = 20000
     seed: int = 0
@@ -93,18 +95,18 @@ def build_baseline(data: Any, cfg: RawBaselineConfig, stats_windows: int = 512, 
     w = torch.from_numpy(np.asarray(data.windows[sub], np.float32))
     mask = torch.arange(data.window)[None] < torch.from_numpy(data.lengths[sub].astype(np.int64))[:, None]
     skel = data.skeleton
-    mean, std = feature_stats(w, mask, skel.root, skel.up_axis, cfg.root_mode)
+    mean, std = feature_stats(w, mask, skel.root, skel.up_axis)
     names = list(data.labels)
     d = cfg.denoiser
     denoiser = RawMotionDenoiser(data.window, skel.num_joints, len(names), d.d_model, d.num_layers, d.num_heads,
                                  d.ff_dim, d.dropout, cond_scalars=["length"], root=skel.root, up_axis=skel.up_axis,
-                                 root_mode=cfg.root_mode, feature_mean=mean, feature_std=std)
+                                 feature_mean=mean, feature_std=std)
     info = {"fps": data.fps, "window": data.window, "representation": REPRESENTATION,
             "skeleton": skel.to_dict(), "length_unit": "frames", "length_hist": data.length_histograms()}
     return LatentDiffusionModule(denoiser, None, num_classes=len(names), cond_drop_prob=cfg.cond_drop_prob,
                                  noise=cfg.noise, lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
                                  input_key="motion", label_key="label", cond_keys=["length"], class_names=names,
-                                 data_info=info)
+                                 data_info=info, sampling=cfg.sampling)
 
 
 class _FeatureCollate:
@@ -191,10 +193,11 @@ def is_raw_baseline(path: str | os.PathLike[str]) -> bool:
     return str(specs.get("denoiser", {}).get("class_path", "")).endswith(".RawMotionDenoiser")
 
 
-def sample_raw_baseline(module: Any, labels: Sequence[int], lengths: Sequence[int], steps: int = 20,
-                        sampler: str = "ddim", guidance: float = 1.0, seed: int = 0,
+def sample_raw_baseline(module: Any, labels: Sequence[int], lengths: Sequence[int], steps: int | None = None,
+                        sampler: str | None = None, guidance: float | None = None, seed: int = 0,
                         batch_size: int = 64) -> list[np.ndarray]:
-    """Generate one motion per (label index, length in frames); returns (length, J, 3) arrays in metres."""
+    """Generate one motion per (label index, length in frames); returns (length, J, 3) arrays in metres.
+    ``steps``, ``sampler`` and ``guidance`` default to the checkpoint's (``module.sampling``)."""
     import torch
 
     if len(labels) != len(lengths):

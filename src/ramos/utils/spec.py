@@ -22,6 +22,16 @@ MOVED: dict[str, str] = {
 """Class paths that checkpoints of earlier versions record -> where each class lives now, so that
 those checkpoints keep loading (tests/test_checkpoint_compat.py)."""
 
+RETIRED_ARGS: dict[str, dict[str, Any]] = {
+    "ramos.motion.nets.motion.BucketedMotionEncoder": {"root_mode": "velocity"},
+    "ramos.motion.nets.motion.BucketedMotionDecoder": {"root_mode": "velocity", "smooth": False},
+    "ramos.motion.losses.MaskedMotionLoss": {"root_mode": "velocity"},
+    "ramos.motion.nets.raw_denoiser.RawMotionDenoiser": {"root_mode": "velocity"},
+}
+"""Init arguments that earlier versions recorded for options since removed (measured worse, numbers in
+the docs), with the one value that stayed: a spec holding that value builds as before; any other
+value is a clear error."""
+
 
 class Buildable(nn.Module):
     """An ``nn.Module`` whose constructor arguments are recorded in ``self.spec``.
@@ -72,12 +82,23 @@ def build(spec: dict[str, Any]) -> nn.Module:
         raise ValueError(f"refusing to build {class_path!r}: only ramos.* classes can be rebuilt")
     class_path = MOVED.get(class_path, class_path)
     module_name, _, qualname = class_path.rpartition(".")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        raise ValueError(f"{class_path} does not exist in this version of RaMoS (a network removed since; "
+                         "docs/motion_vae.md lists the retired motion VAE families)") from None
     if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
         raise ValueError(f"{class_path} is not an nn.Module")
-    return obj(**spec.get("init_args", {}))
+    init_args = dict(spec.get("init_args", {}))
+    for name, kept in RETIRED_ARGS.get(class_path, {}).items():
+        if name in init_args:
+            value = init_args.pop(name)
+            if value != kept:
+                raise ValueError(f"{class_path}: {name}={value!r} is no longer supported (only {kept!r} is; the "
+                                 "alternative measured worse, see the docs)")
+    return obj(**init_args)
 
 
 def spec_of(net: nn.Module) -> dict[str, Any]:

@@ -15,8 +15,6 @@ whole window gives a feature.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor, nn
 
@@ -57,8 +55,7 @@ class MotionEvaluator(Buildable):
         dropout: dropout inside the blocks and before the classifier head.
         root, up_axis: root joint index and vertical axis.
         feature_mean, feature_std: per-feature standardisation (J * 3 values each), from
-            :func:`ramos.motion.nets.motion.feature_stats` on the training windows with
-            ``root_mode="velocity"``.
+            :func:`ramos.motion.nets.motion.feature_stats` on the training windows.
     """
 
     def __init__(self, num_joints: int, num_classes: int, channels: int = 48, depth: int = 3,
@@ -68,8 +65,7 @@ class MotionEvaluator(Buildable):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
-        root_mode: Literal["velocity"] = "velocity"
-        self.features_in = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.features_in = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
         # Kernel 2 * stride - 1 with padding stride - 1 gives ceil(T / stride) outputs, aligned with mask[::stride].
         self.inp = nn.Conv1d(num_joints * 3 + 1, channels, 2 * stride - 1, stride=stride, padding=stride - 1)
         self.stride = stride

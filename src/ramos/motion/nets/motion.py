@@ -1,19 +1,14 @@
-"""Motion encoders and decoders: (B, W, J, 3) windows in metres <-> one latent vector per window.
+"""The motion VAE's networks: (B, W, J, 3) windows in metres <-> one latent vector per window.
 
-Two families share one motion representation (:class:`MotionFeatures`):
+Per length range ("bucket") its own encoder and decoder: a PCA-initialised linear map plus an MLP
+residual (:class:`BucketedMotionEncoder`, :class:`BucketedMotionDecoder`; why, and the flattened
+MLP, convolutional and transformer families it replaced with their numbers: docs/motion_vae.md).
 
-- ``MLPMotionEncoder`` / ``MLPMotionDecoder``: the whole window flattened through an MLP (the seed's
-  baseline; no notion of time).
-- ``ConvMotionEncoder`` / ``ConvMotionDecoder``: 1-D temporal convolutions over a patched frame
-  rate that halve (encoder) or double (decoder) it per level, then one linear map to/from the
-  latent vector.
-
-Representation. Per frame the networks see ``J * 3`` numbers: the root's horizontal displacement
-since the previous frame (``root_mode="velocity"``, integrated back by a cumulative sum in the
-decoder; or its absolute horizontal position, ``"absolute"``), the root height, and every other
-joint relative to the root. These are standardised with a mean/std computed on the training split
-and passed as plain init args, so the networks take and return **metres**, and a checkpoint alone
-rebuilds them (:meth:`ramos.vae.VAEModule.load`).
+Representation (:class:`MotionFeatures`). Per frame the networks see ``J * 3`` numbers: the root's
+horizontal displacement since the previous frame (integrated back by a cumulative sum in the
+decoder), the root height, and every other joint relative to the root. These are standardised with
+a mean/std computed on the training split and passed as plain init args, so the networks take and
+return **metres**, and a checkpoint alone rebuilds them (:meth:`ramos.vae.VAEModule.load`).
 
 Length. Encoders take ``(x, mask)``; padded frames are zeroed and the mask is an input channel, so
 changing padded frames changes nothing. Decoders return all ``W`` frames; the caller keeps the
@@ -24,10 +19,8 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +28,6 @@ from torch import Tensor, nn
 from ramos.utils.spec import Buildable
 from ramos.vae.nets import mlp
 
-RootMode = Literal["velocity", "absolute"]
 _LOGVAR_RANGE = (-12.0, 8.0)
 # Initial log-variance of the posterior: at 0 the sampling noise (std 1 per dimension) swamps the
 # small initial means and the decoder first learns the average window; exp(-6 / 2) = 0.05 lets the
@@ -49,17 +41,15 @@ class MotionFeatures(nn.Module):
     Not Buildable on purpose: it is rebuilt by the encoder/decoder that owns it from their init args.
     """
 
-    def __init__(self, num_joints: int, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+    def __init__(self, num_joints: int, root: int = 0, up_axis: int = 1,
                  feature_mean: Sequence[float] | None = None, feature_std: Sequence[float] | None = None) -> None:
         super().__init__()
-        if root_mode not in ("velocity", "absolute"):
-            raise ValueError(f"root_mode must be 'velocity' or 'absolute', got {root_mode!r}")
         dim = num_joints * 3
         mean = torch.zeros(dim) if feature_mean is None else torch.tensor(list(feature_mean), dtype=torch.float32)
         std = torch.ones(dim) if feature_std is None else torch.tensor(list(feature_std), dtype=torch.float32)
         if mean.shape != (dim,) or std.shape != (dim,):
             raise ValueError(f"feature_mean/std need {dim} values for {num_joints} joints")
-        self.num_joints, self.root, self.up_axis, self.root_mode = num_joints, root, up_axis, root_mode
+        self.num_joints, self.root, self.up_axis = num_joints, root, up_axis
         # Persistent buffers: they travel in the state dict too, so a checkpoint is self-consistent.
         self.register_buffer("mean", mean)
         self.register_buffer("std", std.clamp_min(1e-4))
@@ -74,9 +64,10 @@ class MotionFeatures(nn.Module):
         root = x[:, :, self.root : self.root + 1]
         feats = x - root  # every joint relative to the root; the root's own slot is refilled below
         root_slot = root[:, :, 0].clone()
-        if self.root_mode == "velocity":
-            h = root_slot[..., self.horizontal]
-            root_slot[..., self.horizontal] = h - torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        # The root's horizontal position as a per-frame displacement (HumanML3D, MDM): an absolute
+        # position measured far worse (docs/motion_vae.md).
+        h = root_slot[..., self.horizontal]
+        root_slot[..., self.horizontal] = h - torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
         feats[:, :, self.root] = root_slot
         return feats
 
@@ -88,8 +79,7 @@ class MotionFeatures(nn.Module):
         """Positions (B, T, J, 3) metres of standardised features (B, T, J * 3)."""
         raw = torch.addcmul(self.mean, f, self.std).view(f.shape[0], f.shape[1], self.num_joints, 3)
         root = raw[:, :, self.root].clone()
-        if self.root_mode == "velocity":
-            root[..., self.horizontal] = root[..., self.horizontal].cumsum(dim=1)
+        root[..., self.horizontal] = root[..., self.horizontal].cumsum(dim=1)
         # Relative joints get the root added back; the root slot becomes the root itself. (Two
         # passes over the batch, not four: decoding 256 motions of 10 s moves 13 MB per pass.)
         out = raw + root[:, :, None]
@@ -106,16 +96,9 @@ class MotionFeatures(nn.Module):
         return torch.cat([f * m, m], dim=-1)
 
 
-def _smooth_time(f: Tensor) -> Tensor:
-    """A fixed [1, 2, 1] / 4 filter along time (dim 1) of features (B, T, C), edge frames repeated."""
-    padded = torch.cat([f[:, :1], f, f[:, -1:]], dim=1)
-    return 0.25 * padded[:, :-2] + 0.5 * padded[:, 1:-1] + 0.25 * padded[:, 2:]
-
-
-def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1,
-                  root_mode: RootMode = "velocity") -> tuple[list[float], list[float]]:
+def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1) -> tuple[list[float], list[float]]:
     """Per-feature mean and std over the valid frames of ``windows`` (N, T, J, 3), as plain lists."""
-    feats = MotionFeatures(windows.shape[2], root, up_axis, root_mode).raw(windows.float()).flatten(2)
+    feats = MotionFeatures(windows.shape[2], root, up_axis).raw(windows.float()).flatten(2)
     valid = feats[mask.bool()]
     if valid.shape[0] < 2:
         raise ValueError("feature_stats needs at least two valid frames")
@@ -131,245 +114,6 @@ def _init_logvar(head: nn.Linear, latent_dim: int) -> None:
 def _split_posterior(h: Tensor) -> tuple[Tensor, Tensor]:
     mu, logvar = h.chunk(2, dim=-1)
     return mu, logvar.clamp(*_LOGVAR_RANGE)
-
-
-# --- the flattened MLP family ---------------------------------------------------------------------
-class MLPMotionEncoder(Buildable):
-    """Whole window (W frames x J*3 features + mask) flattened -> MLP -> (mu, logvar).
-
-    Args:
-        window: frames per window (W).
-        num_joints: joints of the skeleton (J).
-        latent_dim: size of the latent vector.
-        hidden: hidden layer widths.
-        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
-        dropout: dropout on the flattened input (the first layer holds most weights and overfits first).
-    """
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, hidden: list[int] | None = None,
-                 root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 dropout: float = 0.0) -> None:
-        super().__init__()
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.dropout = nn.Dropout(dropout)
-        self.net = mlp([window * (num_joints * 3 + 1), *(hidden or [1024, 512]), 2 * latent_dim])
-        _init_logvar(self.net[-1], latent_dim)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return _split_posterior(self.net(self.dropout(self.features.masked_input(x, mask).flatten(1))))
-
-
-class MLPMotionDecoder(Buildable):
-    """Latent -> MLP -> W x J*3 standardised features -> positions (B, W, J, 3) metres.
-
-    Every frame has its own output weights, so nothing ties neighbouring frames together and
-    per-frame errors show up as jitter (jerk is a high-pass measure). With ``smooth`` the features
-    pass a fixed [1, 2, 1] / 4 filter along time (gain 0.9 at 2 Hz, 0.5 at 5 Hz, 0 at the 10 Hz
-    Nyquist rate of 20 fps motion) before they become positions; training sees the filter too.
-    """
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, hidden: list[int] | None = None,
-                 root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 smooth: bool = False) -> None:
-        super().__init__()
-        self.window, self.smooth = window, smooth
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.net = mlp([latent_dim, *(hidden or [512, 1024]), window * num_joints * 3])
-
-    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Positions (B, W, J, 3) of latents (B, latent_dim); ``mask`` is accepted and not needed."""
-        f = self.net(z).view(z.shape[0], self.window, -1)
-        if self.smooth:
-            f = _smooth_time(f)
-        return self.features.positions(f)
-
-
-# --- the temporal-convolution family --------------------------------------------------------------
-class _ResBlock(nn.Module):
-    """Two kernel-3 convolutions with a skip connection (GroupNorm: batches are small on CPU)."""
-
-    def __init__(self, channels: int, dilation: int = 1) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.GroupNorm(min(8, channels), channels), nn.SiLU(),
-            nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation),
-            nn.GroupNorm(min(8, channels), channels), nn.SiLU(),
-            nn.Conv1d(channels, channels, 3, padding=1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
-def _low_frames(window: int, patch: int, halvings: int) -> int:
-    """Steps at the coarsest level (the window is zero-padded up to a whole number of them)."""
-    return math.ceil(window / (patch * 2**halvings))
-
-
-class ConvMotionEncoder(Buildable):
-    """Temporal convolutions: a strided "patch" convolution (``patch`` frames -> one step), then per
-    further level a residual block and a halving, then one linear map to (mu, logvar).
-
-    Args:
-        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
-        channels: channel width per level, fine to coarse; level 0 runs at ``window / patch`` steps,
-            each further level at half the previous rate.
-        patch: frames merged by the first (strided) convolution; motion at 20 fps is smooth enough
-            that 4 frames lose little, and it makes the network 4x cheaper on CPU.
-        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
-    """
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, channels: list[int] | None = None,
-                 patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
-        super().__init__()
-        chans = list(channels or [96, 128])
-        self.window = window
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.low = _low_frames(window, patch, len(chans) - 1)
-        self.padded = self.low * patch * 2 ** (len(chans) - 1)
-        layers: list[nn.Module] = [nn.Conv1d(num_joints * 3 + 1, chans[0], patch, stride=patch)]
-        prev = chans[0]
-        for c in chans[1:]:
-            layers += [_ResBlock(prev), nn.Conv1d(prev, c, 4, stride=2, padding=1)]
-            prev = c
-        layers += [_ResBlock(prev), nn.GroupNorm(min(8, prev), prev), nn.SiLU()]
-        self.conv = nn.Sequential(*layers)
-        self.head = nn.Linear(prev * self.low, 2 * latent_dim)
-        _init_logvar(self.head, latent_dim)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = self.features.masked_input(x, mask).transpose(1, 2)
-        h = nn.functional.pad(h, (0, self.padded - self.window))  # zero frames read as padding (mask 0)
-        return _split_posterior(self.head(self.conv(h).flatten(1)))
-
-
-class ConvMotionDecoder(Buildable):
-    """Linear map to the coarsest rate, then per level: residual block, x2 upsampling, convolution;
-    finally linear interpolation by ``patch`` and a kernel-3 convolution at the full frame rate
-    (smooth output: no blocky patch seams) -> positions (B, W, J, 3) metres."""
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, channels: list[int] | None = None,
-                 patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
-        super().__init__()
-        chans = list(reversed(channels or [96, 128]))  # listed fine-to-coarse, as in the encoder
-        self.window = window
-        self.low = _low_frames(window, patch, len(chans) - 1)
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.head = nn.Linear(latent_dim, chans[0] * self.low)
-        layers: list[nn.Module] = []
-        prev = chans[0]
-        for c in chans[1:]:
-            layers += [_ResBlock(prev), nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv1d(prev, c, 3, padding=1)]
-            prev = c
-        layers += [_ResBlock(prev), nn.GroupNorm(min(8, prev), prev), nn.SiLU(),
-                   nn.Upsample(scale_factor=patch, mode="linear", align_corners=False),
-                   nn.Conv1d(prev, num_joints * 3, 3, padding=1)]
-        self.conv = nn.Sequential(*layers)
-        self.channels0 = chans[0]
-
-    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Positions (B, W, J, 3) of latents (B, latent_dim); ``mask`` is accepted and not needed."""
-        h = self.head(z).view(z.shape[0], self.channels0, self.low)
-        f = self.conv(h)[:, :, : self.window].transpose(1, 2)
-        return self.features.positions(f)
-
-
-# --- the transformer family (MLD-style, on patches of frames) ----------------------------------------
-def _token_mask(mask: Tensor | None, batch: int, tokens: int, patch: int, device: torch.device) -> Tensor:
-    """(B, N) True where a patch of ``patch`` frames holds at least one valid frame."""
-    if mask is None:
-        return torch.ones(batch, tokens, dtype=torch.bool, device=device)
-    padded = nn.functional.pad(mask.bool(), (0, tokens * patch - mask.shape[1]))
-    return padded.view(batch, tokens, patch).any(-1)
-
-
-def _transformer(width: int, heads: int, layers: int) -> nn.TransformerEncoder:
-    # Pre-norm blocks train stably without warm-up; no nested tensors so that tracing sees plain ops.
-    layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-
-
-class TransformerMotionEncoder(Buildable):
-    """Patches of ``patch`` frames -> tokens, a learned distribution token in front, a transformer
-    encoder with padded patches masked out; the distribution token's output -> (mu, logvar).
-
-    The weights are shared across time (every patch goes through the same embedding), so a pose
-    learnt at one frame is understood at any other: the flattened MLP learns every frame slot
-    separately. This is MLD's VAE encoder, on patches to make it affordable on a CPU.
-
-    Args:
-        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
-        width: token width. heads: attention heads. layers: transformer blocks.
-        patch: frames per token.
-        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
-    """
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, width: int = 256, heads: int = 4,
-                 layers: int = 4, patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
-        super().__init__()
-        self.window, self.patch = window, patch
-        self.tokens = math.ceil(window / patch)
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.embed = nn.Linear(patch * (num_joints * 3 + 1), width)
-        self.pos = nn.Parameter(torch.randn(1, self.tokens + 1, width) * 0.02)
-        self.dist = nn.Parameter(torch.zeros(1, 1, width))
-        self.body = _transformer(width, heads, layers)
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, 2 * latent_dim)
-        _init_logvar(self.head, latent_dim)
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        b = x.shape[0]
-        f = self.features.masked_input(x, mask)
-        f = nn.functional.pad(f, (0, 0, 0, self.tokens * self.patch - self.window))
-        h = torch.cat([self.dist.expand(b, -1, -1), self.embed(f.reshape(b, self.tokens, -1))], dim=1) + self.pos
-        valid = _token_mask(mask, b, self.tokens, self.patch, x.device)
-        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=x.device), valid], dim=1)
-        h = self.body(h, src_key_padding_mask=~keep)
-        return _split_posterior(self.head(self.norm(h[:, 0])))
-
-
-class TransformerMotionDecoder(Buildable):
-    """Latent -> one token; per patch a query (its position plus the projected latent); a
-    transformer over [latent token, queries] -> ``patch`` frames of features per query -> positions.
-
-    The decoder is told the length (``mask``, as the encoder is): queries past it are masked out of
-    attention, so a short window is decoded by its own queries only and the latent need not spend
-    capacity on where it ends. Without a mask every frame counts as valid.
-    """
-
-    def __init__(self, window: int, num_joints: int, latent_dim: int = 256, width: int = 256, heads: int = 4,
-                 layers: int = 4, patch: int = 4, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
-                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 smooth: bool = False) -> None:
-        super().__init__()
-        self.window, self.patch, self.smooth = window, patch, smooth
-        self.tokens = math.ceil(window / patch)
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
-        self.latent_in = nn.Linear(latent_dim, width)
-        self.query_in = nn.Linear(latent_dim, width)
-        self.pos = nn.Parameter(torch.randn(1, self.tokens + 1, width) * 0.02)
-        self.body = _transformer(width, heads, layers)
-        self.norm = nn.LayerNorm(width)
-        self.out = nn.Linear(width, patch * num_joints * 3)
-
-    def forward(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        b = z.shape[0]
-        queries = self.query_in(z)[:, None].expand(b, self.tokens, -1)
-        h = torch.cat([self.latent_in(z)[:, None], queries], dim=1) + self.pos
-        valid = _token_mask(mask, b, self.tokens, self.patch, z.device)
-        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=z.device), valid], dim=1)
-        h = self.body(h, src_key_padding_mask=~keep)
-        f = self.out(self.norm(h[:, 1:])).reshape(b, self.tokens * self.patch, -1)[:, : self.window]
-        if self.smooth:
-            f = _smooth_time(f)
-        return self.features.positions(f)
 
 
 # --- the length-bucketed family: per length range, a PCA-initialised linear map plus an MLP -------------
@@ -456,19 +200,21 @@ class BucketedMotionEncoder(Buildable):
     the flattened MLP learns the training poses and misses new ones) plus an MLP residual.
 
     Args:
-        window, num_joints, latent_dim: as for :class:`MLPMotionEncoder`.
+        window: frames per window (W).
+        num_joints: joints of the skeleton (J).
+        latent_dim: size of the latent vector.
         buckets: the longest length of each bucket, ascending; the last is the window.
         hidden: width of each bucket's MLP residual (0: linear only).
-        root, up_axis, root_mode, feature_mean, feature_std: see :class:`MotionFeatures`.
+        root, up_axis, feature_mean, feature_std: see :class:`MotionFeatures`.
     """
 
     def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
-                 hidden: int = 512, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 hidden: int = 512, root: int = 0, up_axis: int = 1,
                  feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
         super().__init__()
         self.window, self.latent_dim = window, latent_dim
         self.buckets = _check_buckets(buckets, window)
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.features = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
         self.experts = nn.ModuleList(LinearResidual(b * (num_joints * 3 + 1), latent_dim, hidden) for b in self.buckets)
         # Per-bucket posterior log-variance, one value per dimension: the means carry the content.
         self.logvar = nn.Parameter(torch.full((len(self.buckets), latent_dim), _LOGVAR_INIT))
@@ -526,13 +272,13 @@ class BucketedMotionDecoder(Buildable):
     short ranges are reconstructed to about 1 cm already)."""
 
     def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
-                 hidden: int = 512, root: int = 0, up_axis: int = 1, root_mode: RootMode = "velocity",
+                 hidden: int = 512, root: int = 0, up_axis: int = 1,
                  feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 smooth: bool = False, refine: int = 0) -> None:
+                 refine: int = 0) -> None:
         super().__init__()
-        self.window, self.smooth = window, smooth
+        self.window = window
         self.buckets = _check_buckets(buckets, window)
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.features = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
         self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
         self.refiner = TemporalRefiner(num_joints * 3, refine) if refine > 0 else None
         self._frozen_experts: list[Callable[[Tensor], Tensor]] | None = None
@@ -592,8 +338,6 @@ class BucketedMotionDecoder(Buildable):
         index = bucket_of(_lengths(mask, z.shape[0], self.window, z.device), self.buckets)
         f = _route([functools.partial(self._decode_bucket, k) for k in range(len(self.buckets))],
                    [z] * len(self.buckets), index)
-        if self.smooth:
-            f = _smooth_time(f)
         return self.features.positions(f)
 
 

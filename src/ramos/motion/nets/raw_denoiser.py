@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ramos.diffusion.nets import timestep_embedding
-from ramos.motion.nets.motion import MotionFeatures, RootMode
+from ramos.motion.nets.motion import MotionFeatures
 from ramos.utils.spec import Buildable
 
 
@@ -37,20 +37,19 @@ class RawMotionDenoiser(Buildable):
         d_model, num_layers, num_heads, ff_dim, dropout: transformer encoder sizes.
         cond_scalars: names of extra conditions; ``"length"`` (valid frames, default the whole window)
             also masks attention.
-        root, up_axis, root_mode, feature_mean, feature_std: the feature representation (see
+        root, up_axis, feature_mean, feature_std: the feature representation (see
             :class:`MotionFeatures`), used only by :meth:`normalize` / :meth:`to_positions`.
     """
 
     def __init__(self, window: int, num_joints: int, num_classes: int = 0, d_model: int = 256,
                  num_layers: int = 4, num_heads: int = 4, ff_dim: int = 512, dropout: float = 0.1,
                  cond_scalars: list[str] | None = None, root: int = 0, up_axis: int = 1,
-                 root_mode: RootMode = "velocity", feature_mean: list[float] | None = None,
-                 feature_std: list[float] | None = None) -> None:
+                 feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> None:
         super().__init__()
         dim = num_joints * 3
         self.window, self.num_joints, self.num_classes, self.d_model = window, num_joints, num_classes, d_model
         self.cond_scalars = list(cond_scalars or [])
-        self.features = MotionFeatures(num_joints, root, up_axis, root_mode, feature_mean, feature_std)
+        self.features = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
         self.inp = nn.Linear(dim, d_model)
         self.pos = nn.Parameter(torch.randn(window + 1, d_model) * 0.02)
         self.t_embed = nn.Sequential(nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, d_model))

@@ -10,14 +10,15 @@ from ramos.stages.evaluation.evaluator import EvaluatorTrainConfig
 
 @dataclass
 class EvaluationConfig:
-    """One ``ramos evaluate`` run (``configs/evaluator/default.yaml``).
+    """One ``ramos evaluate`` run (definitions: docs/evaluation.md).
 
     Attributes:
         n_per_label: generated motions per label (also the size of each real half A and B).
-        steps, sampler, guidance: sampling settings passed to every model.
+        steps, sampler, guidance: sampling settings passed to every model; ``None``: each
+            checkpoint's own (what ``ramos generate`` uses).
         reference: split of the real reference windows; "auto" takes "test" when it has, for
             every label, two windows of at least ``min_reference_seconds`` median length, and
-            "train" otherwise (then the report says so).
+            "train" otherwise (the report says which and why).
         min_reference_seconds: see ``reference``.
         sheet_labels: labels shown in the contact sheet (None: all evaluated labels).
         seed: seed of the reference draw and of sampling.
@@ -26,9 +27,9 @@ class EvaluationConfig:
     """
 
     n_per_label: int = 16
-    steps: int = 10
-    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "dpmsolver++"
-    guidance: float = 2.0
+    steps: int | None = None
+    sampler: Literal["ddpm", "ddim", "dpmsolver++"] | None = None
+    guidance: float | None = None
     reference: Literal["auto", "train", "val", "test"] = "auto"
     min_reference_seconds: float = 2.0
     sheet_labels: list[str] | None = None

@@ -115,7 +115,7 @@ def train_evaluator(data: MotionDataset, cfg: EvaluatorTrainConfig | None = None
     w = _yaw_rotate(w, torch.from_numpy(rng.uniform(-1, 1, len(w)) * math.radians(cfg.yaw_deg)).float())
     lengths = torch.from_numpy(data.lengths[np.sort(sub)].astype(np.int64))
     mean, std = feature_stats(w, torch.arange(w.shape[1])[None] < lengths[:, None],
-                              data.skeleton.root, data.skeleton.up_axis, "velocity")
+                              data.skeleton.root, data.skeleton.up_axis)
     net = MotionEvaluator(data.skeleton.num_joints, len(data.labels), cfg.channels, cfg.depth, cfg.feature_dim,
                           stride=cfg.stride, dropout=cfg.dropout, root=data.skeleton.root, up_axis=data.skeleton.up_axis,
                           feature_mean=mean, feature_std=std)

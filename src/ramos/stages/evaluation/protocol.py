@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ramos.diffusion.sampling import SamplingConfig
 from ramos.motion.dataset import MotionDataset
 from ramos.stages.evaluation.config import EvaluationConfig
 from ramos.stages.evaluation.evaluator import (
@@ -121,6 +122,7 @@ def checkpoint_generator(path: str | os.PathLike[str], class_names: Sequence[str
             return sample_raw_baseline(module, [lookup[int(k)] for k in labels], lengths, cfg.steps, cfg.sampler,
                                        cfg.guidance, seed)
 
+        raw.sampling = _settings(cfg, module.sampling)  # type: ignore[attr-defined]
         return raw
     return latent_generators(path, class_names, cfg)["latent"]
 
@@ -160,7 +162,16 @@ def latent_generators(path: str | os.PathLike[str], class_names: Sequence[str],
                 out[i] = np.asarray(m, np.float32)
         return out
 
-    return {"latent": latent, PLANTED: functools.partial(latent, plant_feet=True)}
+    planted = functools.partial(latent, plant_feet=True)
+    latent.sampling = planted.sampling = _settings(cfg, gen.sampling)  # type: ignore[attr-defined]
+    return {"latent": latent, PLANTED: planted}
+
+
+def _settings(cfg: EvaluationConfig, default: SamplingConfig) -> dict[str, Any]:
+    """The sampling settings a model is evaluated with: the config's, else the checkpoint's."""
+    return {"steps": default.steps if cfg.steps is None else cfg.steps,
+            "sampler": default.sampler if cfg.sampler is None else cfg.sampler,
+            "guidance": default.guidance if cfg.guidance is None else cfg.guidance}
 
 
 
@@ -223,6 +234,7 @@ def evaluate(models: dict[str, Generator], data: MotionDataset, out: str | os.Pa
         feats = motion_features(net, motions)
         scored = score_set(motions, lab_a, feats, classify(net, motions), real_b, lab_b, feats_b, data.labels, skel, fps)
         scored["overall"]["seconds_per_motion"] = timing.get(name, float("nan"))
+        scored["sampling"] = getattr(models.get(name), "sampling", None)
         results["models"][name] = scored
     write_report(results, sets, lab_a, real_b, lab_b, data, out, cfg)
     return results

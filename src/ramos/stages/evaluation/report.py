@@ -48,8 +48,10 @@ def render_markdown(results: dict[str, Any], figures: dict[str, str]) -> str:
     parts = [
         "# Generated motions: evaluation",
         "",
-        f"Data set: `{results['dataset']}`. Sampling: {s['sampler']}, {s['steps']} steps, guidance {s['guidance']}, "
-        f"seed {s['seed']}. Definitions: docs/evaluation.md.",
+        f"Data set: `{results['dataset']}`. Sampling: "
+        + "; ".join(f"{name}: {m['sampling']['sampler']}, {m['sampling']['steps']} steps, guidance "
+                    f"{m['sampling']['guidance']}" for name, m in models.items() if m.get("sampling"))
+        + f"; seed {s['seed']}. Definitions: docs/evaluation.md.",
         "",
         "## Sample sizes (read before the numbers)",
         "",

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -28,13 +28,6 @@ from ramos.motion.losses import MaskedMotionLoss
 from ramos.motion.nets.motion import (
     BucketedMotionDecoder,
     BucketedMotionEncoder,
-    ConvMotionDecoder,
-    ConvMotionEncoder,
-    MLPMotionDecoder,
-    MLPMotionEncoder,
-    RootMode,
-    TransformerMotionDecoder,
-    TransformerMotionEncoder,
     feature_stats,
     init_buckets_from_pca,
 )
@@ -46,53 +39,42 @@ from ramos.vae import VAEModule
 
 log = logging.getLogger(__name__)
 
-Family = Literal["mlp", "conv", "transformer", "bucketed"]
 
 
 # --- configuration ----------------------------------------------------------------------------------
 @dataclass
 class NetConfig:
-    """The encoder/decoder pair.
+    """The length-bucketed encoder/decoder pair (:mod:`ramos.motion.nets.motion`; the flattened MLP,
+    convolutional and transformer families it replaced, and their numbers: docs/motion_vae.md).
 
     Attributes:
-        family: ``"bucketed"`` (per length range a PCA-initialised linear map plus an MLP; the default),
-            ``"mlp"`` (the flattened window), ``"conv"`` (temporal convolutions) or ``"transformer"``.
         latent_dim: size of the latent vector per window.
-        hidden: MLP hidden widths (encoder order; the decoder uses them reversed).
-        channels: conv channel widths per level, fine to coarse (level 0 at window/patch steps, each
-            further level at half the rate).
-        patch: conv and transformer: frames merged into one step (conv) or token (transformer).
-        width, heads, layers: transformer only: token width, attention heads, blocks per network.
-        buckets: bucketed only: the longest length (frames) of each length range with its own encoder
-            and decoder, ascending, ending at the window.
-        residual: bucketed only: width of each bucket's MLP beside its PCA-initialised linear map (0: none).
-        root_mode: root horizontal position as per-frame displacement (``"velocity"``) or absolute.
-        dropout: MLP only: dropout on the flattened input.
-        smooth: MLP, transformer and bucketed: a fixed [1, 2, 1] / 4 temporal filter on the decoded features (against
-            jitter; see :class:`ramos.motion.nets.motion.MLPMotionDecoder`).
-        refine: bucketed only: channels of a temporal convolution refining the longest range's
-            decoded frames (0: none; :class:`ramos.motion.nets.motion.TemporalRefiner`).
+        buckets: the longest length (frames) of each length range with its own encoder and decoder,
+            ascending, ending at the window; a window uses the first range that holds it.
+        residual: width of each range's MLP beside its PCA-initialised linear map (0: linear only).
     """
 
-    family: Family = "bucketed"
     latent_dim: int = 256
-    hidden: list[int] = field(default_factory=lambda: [512])
-    channels: list[int] = field(default_factory=lambda: [96, 128])
-    patch: int = 4
-    width: int = 256
-    heads: int = 4
-    layers: int = 4
     buckets: list[int] = field(default_factory=lambda: [16, 48, 200])
     residual: int = 512
-    root_mode: RootMode = "velocity"
-    dropout: float = 0.0
-    smooth: bool = False
-    refine: int = 0
 
 
 @dataclass
 class LossConfig:
-    """Reconstruction loss weights (see :class:`ramos.motion.losses.MaskedMotionLoss`)."""
+    """Reconstruction loss weights (see :class:`ramos.motion.losses.MaskedMotionLoss`): sums over the
+    valid frames (m^2, (m/frame)^2), averaged over the batch.
+
+    Attributes:
+        position_weight: squared joint-position error.
+        velocity_weight: squared error of per-frame displacements: reconstructions as smooth as the
+            data (jitter, acceleration error).
+        foot_contact_weight: reconstructed feet stay put where the input's feet are in contact.
+        contact_height_m, contact_speed_m_per_frame: what counts as a foot in contact.
+        per_window: each window's sums rescaled to the full window, so short windows (the held-out
+            segments) count as much as full ones.
+        feature_weight: squared error of the standardised features (unit scale per feature, so the
+            pose is not drowned by the root trajectory).
+    """
 
     position_weight: float = 1.0
     velocity_weight: float = 10.0
@@ -109,19 +91,23 @@ class OptimConfig:
 
     Attributes:
         batch_size: windows per step.
-        lr, weight_decay: AdamW (cosine decay over the run).
+        lr: AdamW learning rate (cosine decay over the run). Training starts at the PCA solution: a
+            small step refines it (2e-3 first moves away from it).
+        weight_decay: AdamW weight decay.
         kl_weight: weight of the KL term after warm-up (relative to the summed squared error in m^2).
         kl_warmup_steps: steps of linear KL warm-up.
-        max_epochs: passes over the training split.
+        max_epochs: passes over the training split (32: 1,472 steps on the embedded set).
         max_minutes: wall-clock cap on fitting (the run stops early and still evaluates and saves).
         crop_prob: share of training windows cut to a random shorter length each epoch, so that the
             model also learns short, mostly padded windows (the held-out segments are short).
         min_crop_frames: shortest length of such a crop.
-        crop_anywhere: crops start at a random frame and are normalised again at it (else: prefixes).
+        crop_anywhere: crops start at a random frame and are normalised again at it, as held-out
+            windows start mid-clip (else: prefixes).
         seed: random seed (weights, shuffling, crops).
         val_every_n_epochs: how often the held-out metrics are computed and logged.
         render_every_n_epochs: how often input-vs-reconstruction strips go to TensorBoard (0: never).
-        threads: torch CPU threads (0: leave torch's default).
+        threads: torch CPU threads (0: leave torch's default). 1: no OpenMP barrier stalls on a
+            shared CPU, and the pipeline trains the pose VAE on the other core meanwhile.
     """
 
     batch_size: int = 64
@@ -155,24 +141,11 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
     """The generic VAE module with the motion networks and loss of ``cfg`` injected."""
     n = cfg.net
     common: dict[str, Any] = {"window": window, "num_joints": skeleton.num_joints, "latent_dim": n.latent_dim,
-                              "root": skeleton.root, "up_axis": skeleton.up_axis, "root_mode": n.root_mode,
-                              "feature_mean": feature_mean, "feature_std": feature_std}
-    if n.family == "mlp":
-        encoder = MLPMotionEncoder(hidden=list(n.hidden), dropout=n.dropout, **common)
-        decoder = MLPMotionDecoder(hidden=list(reversed(n.hidden)), smooth=n.smooth, **common)
-    elif n.family == "conv":
-        encoder = ConvMotionEncoder(channels=list(n.channels), patch=n.patch, **common)
-        decoder = ConvMotionDecoder(channels=list(n.channels), patch=n.patch, **common)
-    elif n.family == "transformer":
-        arch = {"width": n.width, "heads": n.heads, "layers": n.layers, "patch": n.patch}
-        encoder = TransformerMotionEncoder(**arch, **common)
-        decoder = TransformerMotionDecoder(**arch, smooth=n.smooth, **common)
-    elif n.family == "bucketed":
-        buckets = [b for b in n.buckets if b < window] + [window]  # a shorter window caps the buckets
-        encoder = BucketedMotionEncoder(buckets=buckets, hidden=n.residual, **common)
-        decoder = BucketedMotionDecoder(buckets=buckets, hidden=n.residual, smooth=n.smooth, refine=n.refine, **common)
-    else:
-        raise ValueError(f"unknown motion VAE family {n.family!r}; choose 'mlp', 'conv', 'transformer' or 'bucketed'")
+                              "root": skeleton.root, "up_axis": skeleton.up_axis,
+                              "feature_mean": feature_mean, "feature_std": feature_std,
+                              "buckets": [b for b in n.buckets if b < window] + [window],  # a shorter window caps them
+                              "hidden": n.residual}
+    encoder, decoder = BucketedMotionEncoder(**common), BucketedMotionDecoder(**common)
     lc = cfg.loss
     dim = skeleton.num_joints * 3
     if lc.feature_weight > 0 and feature_std is None:  # untrained/benchmark builds: unit statistics
@@ -181,7 +154,7 @@ def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
                             feet=list(skeleton.feet), up_axis=skeleton.up_axis, contact_height_m=lc.contact_height_m,
                             contact_speed_m_per_frame=lc.contact_speed_m_per_frame,
                             root=skeleton.root, key="motion", per_window=lc.per_window,
-                            feature_weight=lc.feature_weight, root_mode=n.root_mode,
+                            feature_weight=lc.feature_weight,
                             feature_mean=feature_mean if lc.feature_weight > 0 else None,
                             feature_std=feature_std if lc.feature_weight > 0 else None)
     o = cfg.optim
@@ -394,10 +367,9 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
     stats_idx = train_idx[np.random.default_rng(o.seed).permutation(len(train_idx))[:2048]]
     sample = torch.as_tensor(np.asarray(data.windows[np.sort(stats_idx)], dtype=np.float32))
     sample_mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[np.sort(stats_idx)])[:, None]
-    mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis, cfg.net.root_mode)
+    mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis)
     vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std)
-    if isinstance(vae.encoder, BucketedMotionEncoder):
-        _init_buckets(vae, data, train_idx, o.seed)
+    _init_buckets(vae, data, train_idx, o.seed)
 
     train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed,
                                 data.skeleton if o.crop_anywhere else None)

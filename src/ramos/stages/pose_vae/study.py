@@ -357,28 +357,6 @@ def _quiet_worker() -> None:
     logging.getLogger("lightning").setLevel(logging.WARNING)
 
 
-def report_from_runs(cfg: PoseVAEStudyConfig, data: PoseData, out_dir: str | os.PathLike[str],
-                     runs_dir: str | os.PathLike[str], dataset_name: str = "") -> Path:
-    """Rewrite the report of a finished study from its checkpoints (no training).
-
-    Every run listed in ``out_dir/pose_vae/results.json`` is reloaded and scored again (scoring is
-    deterministic); training times and the study's wall time are taken from that file.
-    """
-    import json
-
-    out, runs = Path(out_dir), Path(runs_dir)
-    saved = json.loads((out / "pose_vae" / "results.json").read_text(encoding="utf-8"))
-    results, samples = [], {}
-    for old in tqdm(saved["runs"], desc="re-scoring runs", unit="run"):
-        vae = VAEModule.load(old["checkpoint"])
-        scores, prior, rel = evaluate_pose_vae(vae, data, cfg.prior_samples, cfg.bone_tolerance, old["seed"])
-        results.append(RunResult(old["family"], old["latent_dim"], old["seed"], old["params"], old["train_seconds"],
-                                 checkpoint=old["checkpoint"], val_clip_mpjpe_mm=per_clip_mpjpe(vae, data), **scores))
-        samples[(old["family"], old["latent_dim"], old["seed"])] = (prior, rel)
-    best = {f: runs / f"best_{f}_d{max(r.latent_dim for r in results)}.ckpt" for f in {r.family for r in results}}
-    return write_report(cfg, data, results, samples, out, best, float(saved["seconds"]), dataset_name)
-
-
 def _copy_best(results: list[RunResult], runs: Path) -> dict[str, Path]:
     """Copy the lowest-MPJPE run of each family at the largest latent size beside the runs."""
     best: dict[str, Path] = {}
