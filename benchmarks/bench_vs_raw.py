@@ -1,6 +1,6 @@
 """Latent diffusion against the raw-space (MDM-style) baseline, side by side in one run.
 
-    python benchmarks/bench_vs_raw.py --vae runs/pipeline/vae/motion_vae.ckpt [--dataset DIR] [--threads 2]
+    python benchmarks/bench_vs_raw.py --vae runs/pipeline/motion_vae/motion_vae.ckpt [--dataset DIR] [--threads 2]
         [--latent runs/pipeline/diffusion/last.ckpt] [--out runs/bench_vs_raw]
 
 1. Trains the motion latent diffusion (default config) on the VAE, or
