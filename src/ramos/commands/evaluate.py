@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluator checkpoint (default: OUT/evaluator.ckpt, trained when absent)")
     add_config_args(p, "evaluation")
     p.add_argument("--n-per-label", type=int, help="generated motions per label")
-    p.add_argument("--steps", type=int, help="sampling steps")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="sampler")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    p.add_argument("--steps", type=int, help="sampling steps (default: each checkpoint's)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="sampler (default: each checkpoint's)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: each checkpoint's)")
     p.add_argument("--labels", nargs="+", help="evaluate only these labels")
     p.add_argument("--seed", type=int, help="seed of the reference draw and of sampling")
     p.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports/)")
@@ -32,11 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ramos.motion.dataset import MotionDataset
-    from ramos.stages.evaluation import (
-        checkpoint_generator,
-        evaluate,
-        latent_generators,
-    )
+    from ramos.stages.evaluation import checkpoint_generator, evaluate, latent_generators
     from ramos.stages.raw_baseline import is_raw_baseline
 
     overrides = {k: v for k, v in {"n_per_label": args.n_per_label, "steps": args.steps, "sampler": args.sampler,

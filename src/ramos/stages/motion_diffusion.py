@@ -55,7 +55,6 @@ from ramos.utils.training import SeedEachStep
 log = logging.getLogger(__name__)
 
 
-
 # --- configuration ------------------------------------------------------------------------------------
 @dataclass
 class DenoiserConfig:

@@ -73,7 +73,6 @@ class ClipResult:
     max_speed_mps: float = 0.0
 
 
-
 def hash_split(clip_id: str, val_ratio: float, test_ratio: float) -> Split:
     """Assign a whole clip to a split by a hash of its id (mirrored copies follow the original)."""
     u = stable_fraction(clip_id)

@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 Generator = Callable[[Sequence[int], Sequence[int], int], list[np.ndarray]]
 
 
-
-
-
-
 # --- the real reference -------------------------------------------------------------------------
 @dataclass
 class Reference:
@@ -100,7 +96,6 @@ def draw_reference(data: MotionDataset, split: str, label_ids: Sequence[int], n:
 
 def _windows(data: MotionDataset, indices: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(data.windows[int(i)][: int(data.lengths[int(i)])], np.float32) for i in indices]
-
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -172,7 +167,6 @@ def _settings(cfg: EvaluationConfig, default: SamplingConfig) -> dict[str, Any]:
     return {"steps": default.steps if cfg.steps is None else cfg.steps,
             "sampler": default.sampler if cfg.sampler is None else cfg.sampler,
             "guidance": default.guidance if cfg.guidance is None else cfg.guidance}
-
 
 
 # --- the whole evaluation -----------------------------------------------------------------------

@@ -85,7 +85,6 @@ def score_set(motions: Sequence[np.ndarray], labels: np.ndarray, feats: np.ndarr
     return {"overall": overall, "per_label": per_label}
 
 
-
 # --- targets ---------------------------------------------------------------------------------------
 # Targets of the issue: (metric, comparison, factor) against the real row; "acc" is absolute.
 TARGETS: tuple[tuple[str, str], ...] = (

@@ -40,7 +40,6 @@ from ramos.vae import VAEModule
 log = logging.getLogger(__name__)
 
 
-
 # --- configuration ----------------------------------------------------------------------------------
 @dataclass
 class NetConfig:

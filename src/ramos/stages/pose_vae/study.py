@@ -341,6 +341,9 @@ def _run_one(cfg: PoseVAEStudyConfig, data: PoseData, family: str, latent_dim: i
              runs: Path) -> tuple[RunResult, np.ndarray, np.ndarray]:
     """Train and score one (family, d, seed); returns its result, prior samples and their bone errors."""
     torch.set_num_threads(cfg.train.threads)
+    # Seeded before the networks are built: their initial weights come from the seed alone, not from
+    # whatever drew from the generator earlier in this process.
+    L.seed_everything(seed, verbose=False)
     vae = make_pose_vae(family, data.skeleton, latent_dim, cfg.net, cfg.train,  # type: ignore[arg-type]
                         [float(x) for x in data.reference_bone_lengths()])
     run_dir = runs / f"{family}_d{latent_dim}_s{seed}"
