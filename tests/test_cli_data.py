@@ -61,3 +61,11 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["data", "analyze", str(empty)]) == 2
     assert "not a prepared data set" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_every_source_has_a_reader_and_a_packaged_config():
+    from ramos import configs
+    from ramos.commands.data import SOURCES
+    from ramos.motion.io import READERS
+
+    assert set(SOURCES) == set(READERS) == set(configs.names("data"))

@@ -93,3 +93,19 @@ def test_truncated_npy_and_bad_texts(root: Path) -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="new_joints"):
         humanml3d.list_items(tmp_path)
+
+
+def test_prepare_records_a_bad_file_by_its_path(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`ramos data prepare --source humanml3d` skips a file of NaNs and the manifest names it by its path."""
+    import json
+
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
+
+    bad = root / "new_joints" / "000003.npy"
+    np.save(bad, np.full((60, 22, 3), np.nan, np.float32))
+    (root / "val.txt").write_text("")
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    cfg = load_prepare_config("humanml3d", overrides={"min_frames": 10, "window": 30, "filters.max_speed_mps": None})
+    prepare_dataset("humanml3d", out, cfg, root=root, workers=1, progress=False)
+    rejected = {r["item"]: r for r in json.loads((out / "manifest.json").read_text())["rejections"]}
+    assert rejected[str(bad)]["code"] == "read_error" and "NaN" in rejected[str(bad)]["reason"]

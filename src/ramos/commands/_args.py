@@ -37,7 +37,8 @@ def add_config_args(p: argparse.ArgumentParser, stage: str, default: str | None 
                    help=f"YAML file, or a packaged name ({packaged or 'none'}); it holds only what differs from "
                         f"the defaults (default: {default or 'the built-in defaults'})")
     p.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
-                   help="override one value by its dotted key (repeatable), e.g. --set optim.max_minutes=5")
+                   help="override one value by its dotted key, the value read as YAML (repeatable), e.g. "
+                        "--set a.b=0.001")
 
 
 def load_stage_config(stage: str, args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:

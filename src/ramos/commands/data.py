@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCES = ("humanml3d", "amass", "deepmimic", "bvh", "builtin")
+"""The source formats: a reader each (ramos.motion.io.READERS) and a packaged config each (configs/data/)."""
 
 
 def register(subparsers: Any) -> None:

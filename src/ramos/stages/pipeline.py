@@ -6,8 +6,8 @@ The pose VAE study (a side branch: nothing downstream reads it) trains in a seco
 the motion VAE, each on one thread, so both CPU cores work. Each stage writes into its own folder
 under the output folder and is recorded in ``pipeline.json`` when it finishes; a rerun skips every
 recorded stage whose outputs still exist (a stage interrupted midway resumes from its own
-checkpoints where it has them). Stage settings
-come from each stage's own YAML config plus the overrides in the pipeline config.
+checkpoints where it has them). Each stage's settings are its config (its dataclass defaults, or a
+packaged or own YAML file) plus the overrides in the pipeline config.
 """
 
 from __future__ import annotations
@@ -57,7 +57,18 @@ class GenerateSettings:
 
 @dataclass
 class PipelineConfig:
-    """``ramos pipeline`` (files: ``configs/pipeline/*.yaml``)."""
+    """``ramos pipeline`` (packaged variant: ``tiny``, every stage in seconds). Budget of the defaults on
+    the embedded set: <= 20 minutes on 2 CPU cores.
+
+    Attributes:
+        data: the data stage (default: the embedded set's ``configs/data/builtin.yaml``).
+        pose_vae: the pose VAE study, cut to one graph pose VAE at d = 32 (the full comparison of
+            both families over latent sizes and seeds: ``ramos study pose-vae``).
+        motion_vae, motion_diffusion, evaluation: those stages.
+        generate: the exported samples.
+        parallel: train the pose VAE study in a second process beside the motion VAE (both
+            single-threaded).
+    """
 
     data: StageSettings = field(default_factory=StageSettings)
     pose_vae: StageSettings = field(default_factory=lambda: StageSettings(
@@ -67,7 +78,6 @@ class PipelineConfig:
     evaluation: StageSettings = field(default_factory=StageSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     parallel: bool = True
-    """Train the pose VAE study in a second process beside the motion VAE (both single-threaded)."""
 
 
 def _stage_config(stage: str, settings: StageSettings, default: str | None = None) -> Any:

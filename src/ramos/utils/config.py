@@ -44,10 +44,10 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | Traversable | None 
     The file holds only what differs from the dataclass defaults.
     """
     data: dict[str, Any] = {}
-    source = "<defaults>"
+    source = "--set" if overrides else "<defaults>"
     if path is not None:
         p = Path(path) if isinstance(path, (str, os.PathLike)) else path
-        source = str(p)
+        source = f"{p} with --set" if overrides else str(p)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:

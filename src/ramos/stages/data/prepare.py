@@ -43,7 +43,6 @@ FORMAT_VERSION = 1
 PROCESSING_VERSION = 2
 """Bumped when processing changes the windows a config gives (2: augmented copies keep the bone
 lengths), so that cached data sets prepared by older code are not reused."""
-SOURCES: tuple[str, ...] = ("humanml3d", "amass", "deepmimic", "bvh", "builtin")
 
 # Errors a bad source file may raise from inside a reader (ClipError is a ValueError). Anything
 # else is a bug and stops the run.
@@ -205,7 +204,8 @@ def _split_for(clip: Clip, job: _Job) -> Split | None:
 def _process_item(item: Any) -> tuple[str, list[ClipResult]]:
     """Worker: read one source item and process its clips (errors become rejections)."""
     assert _JOB is not None and _PROCESSOR is not None
-    name = str(item)
+    # An item is a path, or a reader's record holding one (e.g. HumanML3D's motion and caption files).
+    name = str(getattr(item, "path", item))
     reader = _get_reader(_JOB.reader)
     try:
         got = reader.read_item(item, **_accepted(reader.read_item, _JOB.reader_opts))
