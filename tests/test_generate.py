@@ -364,3 +364,20 @@ def test_frozen_sampling_matches_eager_sampling(trained):
         for x, y in zip(a.motions, b.motions, strict=True):
             np.testing.assert_allclose(x, y, atol=1e-4)
     assert frozen.module._frozen and eager.module._frozen is None
+
+
+def test_a_resume_point_of_another_module_starts_the_phase_afresh(tmp_path, caplog):
+    """An interrupted phase of an earlier version (its weights saved under other names) is not loaded
+    into this version's module, which would stop with a traceback: the phase starts again, with a warning."""
+    from ramos.diffusion.nets import ResidualMLPDenoiser
+    from ramos.stages.motion_diffusion import _resume_point
+
+    module = LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1))
+    mine, other = tmp_path / "mine.ckpt", tmp_path / "other.ckpt"
+    torch.save({"state_dict": module.state_dict()}, mine)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in module.state_dict().items()}}, other)
+    assert _resume_point(mine, module, "distill") == mine
+    assert _resume_point(tmp_path / "none.ckpt", module, "distill") is None
+    with caplog.at_level("WARNING"):
+        assert _resume_point(other, module, "distill") is None
+    assert "not a resume point of this version's distill phase" in caplog.text

@@ -371,11 +371,23 @@ def _fit_phase(phase: str, module: L.LightningModule, model: LatentDiffusionModu
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=out_dir,
     )
-    resume = out_dir / "checkpoints" / f"{_RESUME[phase]}.ckpt"
-    if resume.is_file():
-        log.info("resuming phase %r from %s", phase, resume)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
+    resume = _resume_point(out_dir / "checkpoints" / f"{_RESUME[phase]}.ckpt", module, phase)
+    trainer.fit(module, datamodule=dm, ckpt_path=None if resume is None else str(resume), weights_only=True)
     return trainer
+
+
+def _resume_point(path: Path, module: L.LightningModule, phase: str) -> Path | None:
+    """``path`` when it is a resume point of this phase's module; None (start the phase afresh, with a
+    warning) when there is none or it holds another module's weights (e.g. an interrupted distillation
+    of an earlier version, whose phase was part of the diffusion module)."""
+    if not path.is_file():
+        return None
+    saved = set(load_checkpoint(path).get("state_dict", {}))
+    if saved != set(module.state_dict()):
+        log.warning("%s: not a resume point of this version's %s phase; the phase starts afresh", path, phase)
+        return None
+    log.info("resuming phase %r from %s", phase, path)
+    return path
 
 
 def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.PathLike[str],
