@@ -69,3 +69,23 @@ def test_every_source_has_a_reader_and_a_packaged_config():
     from ramos.motion.io import READERS
 
     assert set(SOURCES) == set(READERS) == set(configs.names("data"))
+
+
+def test_prepare_without_training_windows_fails_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A HumanML3D folder whose clips are all held out: exit 2, one line, no data set folder."""
+    root = tmp_path / "hml"
+    (root / "new_joints").mkdir(parents=True)
+    walk = np.cumsum(np.random.default_rng(0).normal(scale=0.002, size=(60, 22, 3)), axis=0) + np.linspace(0, 1.7, 22)[
+        None, :, None] * [0, 1, 0]
+    for sid in ("000001", "000002"):
+        np.save(root / "new_joints" / f"{sid}.npy", walk.astype(np.float32))
+    (root / "train.txt").write_text("")
+    (root / "val.txt").write_text("000001\n")
+    (root / "test.txt").write_text("000002\n")
+    out = tmp_path / "out" / "ds"
+    assert main(["data", "prepare", "--source", "humanml3d", "--root", str(root), "--out", str(out),
+                 "--workers", "1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()  # logged warnings (no captions) first, then the error
+    assert lines[-1].startswith("ramos: error: 0 training windows from 2 humanml3d item(s) (train 0, val 1, test 1")
+    assert not any(line.startswith(("Traceback", "ramos: error")) for line in lines[:-1])
+    assert not out.exists() and list((tmp_path / "out").iterdir()) == []

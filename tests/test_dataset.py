@@ -15,8 +15,9 @@ from ramos.motion.clip import Clip, ClipError
 from ramos.motion.dataset import DataError, MotionDataset
 from ramos.motion.preprocess import facing_direction
 from ramos.motion.skeleton import HUMANML3D
-from ramos.stages.data.config import PrepareConfig
+from ramos.stages.data.config import AugmentConfig, PrepareConfig
 from ramos.stages.data.prepare import NpyAppender, load_prepare_config, prepare_dataset
+from ramos.stages.data.process import copies_for
 
 
 @dataclass
@@ -32,8 +33,8 @@ class FakeReader:
         s = self.spec[item]
         if s.get("error"):
             raise ClipError(f"{item}.npy: {s['error']}")
-        if s.get("crash"):
-            raise RuntimeError("simulated crash in the middle of writing")
+        if s.get("crash"):  # an interruption (Ctrl-C) stops the run; an error of one item would not
+            raise KeyboardInterrupt("simulated interruption in the middle of writing")
         pos = walking_positions(s.get("seconds", 6.0), s.get("fps", 30.0), yaw_deg=s.get("yaw", 0.0), seed=len(item))
         if s.get("flat"):
             pos[:] = pos[:, :1]  # every joint on the root: no facing direction
@@ -42,6 +43,7 @@ class FakeReader:
 
 def _cfg(**split: Any) -> PrepareConfig:
     cfg = PrepareConfig()
+    cfg.augment.copies = 0  # these tests check the writer: originals and mirrors only
     cfg.split.val_ratio, cfg.split.test_ratio = 0.2, 0.2
     for k, v in split.items():
         setattr(cfg.split, k, v)
@@ -116,13 +118,13 @@ def test_nothing_usable_is_one_line_error(tmp_path: Path) -> None:
 def test_interrupted_write_leaves_no_dataset(tmp_path: Path) -> None:
     spec = {**GOOD, "zz_crash": {"crash": True}}
     out = tmp_path / "ds"
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(KeyboardInterrupt, match="simulated interruption"):
         prepare_dataset("fake", out, _cfg(), workers=1, reader=FakeReader(spec), progress=False)
     assert list(tmp_path.iterdir()) == []
     # A previous data set at the same path survives a failed rewrite untouched.
     prepare_dataset("fake", out, _cfg(), workers=1, reader=FakeReader(GOOD), progress=False)
     before = (out / "meta.jsonl").read_text()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(KeyboardInterrupt):
         prepare_dataset("fake", out, _cfg(), workers=2, reader=FakeReader(spec), progress=False)
     assert (out / "meta.jsonl").read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
 
@@ -155,6 +157,45 @@ def test_split_files(tmp_path: Path) -> None:
     (root / "test.txt").unlink()
     with pytest.raises(DataError, match="test.txt not found"):
         prepare_dataset("fake", tmp_path / "ds2", _cfg(method="files"), root=root, reader=FakeReader(spec))
+
+
+def test_copies_for_small_sets_only() -> None:
+    auto = AugmentConfig()  # copies None: as many as min_train_windows asks for
+    assert copies_for(42, auto) == 71  # 42 x 72 = 3,024 windows: about min_train_windows (3,000)
+    assert copies_for(2999, auto) == 1 and copies_for(3000, auto) == 0
+    assert copies_for(23_000, auto) == 0  # a HumanML3D-sized split is left alone
+    assert copies_for(42, AugmentConfig(min_train_windows=0)) == 0
+    assert copies_for(42, AugmentConfig(copies=2)) == 2 and copies_for(23_000, AugmentConfig(copies=2)) == 2
+
+
+def test_small_sets_get_speed_and_yaw_copies(tmp_path: Path) -> None:
+    """With augment.copies None, a training split under min_train_windows gets copies up to about that
+    many (yawed, sped up or down); val/test and larger sets are untouched; the manifest says why."""
+    plain = _cfg()
+    prepare_dataset("fake", tmp_path / "plain", plain, workers=1, reader=FakeReader(GOOD), progress=False)
+    base = MotionDataset(tmp_path / "plain")
+    n_train = len(base.split_indices("train"))
+
+    auto = _cfg()
+    auto.augment.copies, auto.augment.min_train_windows = None, 5 * n_train
+    prepare_dataset("fake", tmp_path / "auto", auto, workers=2, reader=FakeReader(GOOD), progress=False)
+    data = MotionDataset(tmp_path / "auto")
+    aug = data.manifest["augmentation"]
+    assert aug["copies"] == 4 and aug["train_windows_without_copies"] == n_train
+    assert "min_train_windows" in aug["reason"]
+    assert 5 * n_train * 0.8 <= len(data.split_indices("train")) <= 5 * n_train * 1.2
+    for split in ("val", "test"):
+        assert len(data.split_indices(split)) == len(base.split_indices(split))
+    copies = [m for m in data.meta if m["copy"]]
+    assert copies and all(m["split"] == "train" for m in copies)
+    assert max(abs(m["yaw_deg"]) for m in copies) > 1.0 and len({m["speed"] for m in copies}) > 1
+    assert all(m["yaw_deg"] == 0.0 and m["speed"] == 1.0 for m in data.meta if not m["copy"])
+
+    big = _cfg()
+    big.augment.copies, big.augment.min_train_windows = None, n_train
+    prepare_dataset("fake", tmp_path / "big", big, workers=1, reader=FakeReader(GOOD), progress=False)
+    assert (tmp_path / "big/meta.jsonl").read_text() == (tmp_path / "plain/meta.jsonl").read_text()
+    assert MotionDataset(tmp_path / "big").manifest["augmentation"]["copies"] == 0
 
 
 def test_data_module_batches(tmp_path: Path) -> None:

@@ -174,3 +174,116 @@ def test_truncated_file_and_bad_models(tmp_path: Path, models: Path) -> None:
         amass.read_item(amass.AmassItem(str(path), "seq"), model_dir=tmp_path / "nowhere")
     with pytest.raises(ValueError, match="model_dir"):
         amass.read_item(amass.AmassItem(str(path), "seq"))
+
+
+def _zip_of_zeros(path: Path, frames: int, width: int = 156, fps: float = 120.0) -> None:
+    """A small .npz whose 'poses' are ``frames`` x ``width`` float64 zeros: deflate shrinks them ~200x."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with zf.open("poses.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (frames, width)})
+            left, chunk = frames * width * 8, bytes(8 << 20)
+            while left:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= min(left, len(chunk))
+        for key, value in {"trans": np.zeros((frames, 3)), "mocap_framerate": np.array(fps)}.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, value)
+
+
+def test_inflation_is_bounded_before_decompressing(tmp_path: Path, models: Path) -> None:
+    """A ~5 MB file holding 862,000 frames (1 GB once inflated) is rejected from its headers alone."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.npz"
+    _zip_of_zeros(path, 862_000)
+    assert path.stat().st_size < 8 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ClipError, match="'poses': 862,000 frames, more than the limit of 500,000") as err:
+            amass.read_item(amass.AmassItem(str(path), "bomb"), model_dir=models)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20 and "\n" not in str(err.value) and str(err.value).startswith(str(path))
+    # The bound is a reader option; the byte bound of load_npz holds whatever the frame count.
+    small = tmp_path / "small.npz"
+    _zip_of_zeros(small, 300)
+    with pytest.raises(ClipError, match="300 frames, more than the limit of 100"):
+        amass.read_item(amass.AmassItem(str(small), "small"), model_dir=models, max_frames=100)
+    from ramos.motion.io._common import load_npz
+
+    with pytest.raises(ClipError, match=r"arrays would take 3\d\d KiB in memory, more than the limit of 1 KiB"):
+        load_npz(small, max_bytes=1024)
+
+
+def test_member_header_larger_than_member(tmp_path: Path) -> None:
+    """An .npy member whose header promises more data than the zip directory says it holds."""
+    import zipfile
+
+    from ramos.motion.io._common import load_npz
+
+    path = tmp_path / "liar.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("poses.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 156)})
+        f.write(bytes(1000))
+    expected = r"'poses': header says shape \(1000000000, 156\) float64 .* but the member holds 1000 bytes"
+    with pytest.raises(ClipError, match=expected):
+        load_npz(path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"poses,trans\n0,0\n", r"not a \.npz file \(not a zip archive; looks like text"),
+    (np.lib.format.MAGIC_PREFIX + b"\x01\x00", r"not a \.npz file \(not a zip archive; looks like a \.npy array\)"),
+])
+def test_not_a_zip_says_so(tmp_path: Path, models: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "seq.npz"
+    path.write_bytes(content)
+    with pytest.raises(ClipError, match=reason) as err:
+        amass.read_item(amass.AmassItem(str(path), "seq"), model_dir=models)
+    assert "pickl" not in str(err.value)
+
+
+def test_zero_frame_rate_is_one_clear_line(tmp_path: Path, models: Path) -> None:
+    path = tmp_path / "still.npz"
+    _sequence(path, mocap_framerate=np.array(0.0))
+    with pytest.raises(ClipError) as err:
+        amass.read_item(amass.AmassItem(str(path), "still"), model_dir=models)
+    assert str(err.value) == f"{path}: invalid frame rate 0 (mocap_framerate); it must be positive"
+
+
+def test_body_models_under_the_root_are_not_motions(tmp_path: Path, models: Path) -> None:
+    """model.npz files (by their keys, or as the --body-model path) are skipped as not_motion, not failed."""
+    import json
+
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
+
+    root = tmp_path / "amass"
+    for i in range(3):
+        _sequence(root / "CMU" / f"0{i}_poses.npz", t=40, seed=i)
+    _write_model(root / "CMU" / "stray_model.npz")  # a body model by its keys
+    _write_model(root / "body" / "female" / "model.npz")  # the --body-model folder
+    np.savez(root / "body" / "extra.npz", poses=np.zeros((4, 156)))  # under --body-model, whatever it holds
+    items = amass.list_items(root, model_dir=root / "body")
+    assert [i.source_id for i in items] == ["CMU/00_poses", "CMU/01_poses", "CMU/02_poses"]
+    assert {n["code"] for n in items.notes} == {"not_motion"} and len(items.notes) == 3
+    reasons = {Path(n["item"]).name: n["reason"] for n in items.notes}
+    assert reasons["stray_model.npz"].endswith("an SMPL body model (v_template, shapedirs, J_regressor, "
+                                               "kintree_table), not a motion; skipped")
+    assert "the body model given as model_dir (--body-model)" in reasons["extra.npz"]
+
+    cfg = load_prepare_config("amass", overrides={"min_frames": 2, "window": 10, "filters.max_speed_mps": None,
+                                                  "split.val_ratio": 0.0, "split.test_ratio": 0.0})
+    out = tmp_path / "ds"
+    summary = prepare_dataset("amass", out, cfg, root=root, workers=1, progress=False,
+                              reader_opts={"model_dir": str(root / "body")})
+    man = json.loads((out / "manifest.json").read_text())
+    assert summary.clips == 3 and man["rejections"] == []
+    assert man["counts"]["warnings_by_code"] == {"not_motion": 3}
+    # Previewing raw clips by id reads every item: the body models are not among them.
+    from ramos.cli import main
+
+    assert main(["data", "preview", "--source", "amass", "--root", str(root), "--body-model", str(root / "body"),
+                 "--ids", "CMU/02_poses", "--max-seconds", "0.05", "--out", str(tmp_path / "gifs")]) == 0
+    assert [p.name for p in (tmp_path / "gifs").iterdir()] == ["CMU_02_poses.gif"]

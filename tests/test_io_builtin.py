@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 
 from ramos.motion.clip import ClipError
 from ramos.motion.io import READERS, builtin
+from ramos.motion.preprocess import facing_direction, mirror_text
 from ramos.motion.skeleton import HUMANML3D as S
+from ramos.stages.data.prepare import ensure_builtin_dataset, load_prepare_config
 
 EXPECTED_LABELS = {"walk", "run", "jump", "backflip", "cartwheel", "crawl", "dance_a", "dance_b",
                    "getup_facedown", "getup_faceup", "kick", "punch", "roll", "spin", "spinkick",
@@ -81,7 +84,7 @@ def test_feet_on_floor(clips) -> None:
         assert lowest.min() > -0.06, c.source_id
         if c.labels[0] in ("walk", "run", "walk_forward", "turn_left", "turn_right", "punch", "kick"):
             assert np.median(lowest) < 0.03, c.source_id
-    standing = [c for c in clips if c.labels[0] == "walk"][0]
+    standing = next(c for c in clips if c.labels[0] == "walk")
     assert 1.3 < standing.positions[0, S.index("head"), 1] < 1.8
 
 
@@ -93,3 +96,103 @@ def test_corrupt_asset_raises(tmp_path: Path) -> None:
     bad.write_bytes(builtin.asset_path().read_bytes()[:5000])
     with pytest.raises(ClipError, match=str(bad)):
         builtin.list_items(tmp_path)
+
+
+# --- captions -------------------------------------------------------------------------------------
+PARAPHRASES = Path(__file__).parent / "data" / "paraphrases.json"
+SIDED = ("turn_left", "turn_right", "kick", "punch")
+
+
+def _side_of(clip) -> str:
+    """The side a sided clip uses, measured on its motion (not read from its label)."""
+    p, idx = clip.positions, S.index
+    label = clip.labels[0]
+    if label in ("turn_left", "turn_right"):  # facing +z, left is +x: a left turn heads towards +x
+        f0, f1 = (facing_direction(p[i], S) for i in (0, -1))
+        return "left" if np.arctan2(f1[0], f1[2]) - np.arctan2(f0[0], f0[2]) > 0 else "right"
+    joint = "foot" if label == "kick" else "wrist"  # the kicking foot / punching fist rises highest
+    return "left" if p[:, idx(f"left_{joint}"), 1].max() > p[:, idx(f"right_{joint}"), 1].max() else "right"
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_every_clip_has_captions(clips) -> None:
+    for c in clips:
+        assert len(c.captions) >= 3, c.source_id
+        assert len(set(c.captions)) == len(c.captions), c.source_id
+        for cap in c.captions:
+            assert cap == cap.lower() and cap.strip() == cap and len(cap.split()) >= 3, (c.source_id, cap)
+            # mirror_text swaps only the words left/right: no wording it would miss
+            assert not re.search(r"clockwise|leftward|rightward|lefthand|righthand", cap), (c.source_id, cap)
+
+
+def test_sided_captions_name_the_measured_side(clips) -> None:
+    sided = [c for c in clips if c.labels[0] in SIDED]
+    assert len(sided) == 6  # two turns each way, the kick and the punch
+    for c in sided:
+        side = _side_of(c)
+        other = "right" if side == "left" else "left"
+        if c.labels[0].startswith("turn_"):
+            assert c.labels[0] == f"turn_{side}", c.source_id
+        for cap in c.captions:
+            assert side in _words(cap) and other not in _words(cap), (c.source_id, cap)
+
+
+def test_captions_file_missing_or_malformed(tmp_path: Path) -> None:
+    asset = tmp_path / builtin.ASSET_NAME
+    asset.write_bytes(builtin.asset_path().read_bytes())
+    item = builtin.list_items(tmp_path)[0]
+    (clip,) = builtin.read_item(item)  # no captions file beside this asset: no captions, no error
+    assert clip.captions == [] and clip.labels
+    cpath = tmp_path / builtin.CAPTIONS_NAME
+    for text in ("{not json", json.dumps({"format_version": 1, "clips": {item.source_id: "one string"}}),
+                 json.dumps({"format_version": 2, "clips": {}}), json.dumps(["a list"])):
+        cpath.write_text(text, encoding="utf-8")
+        with pytest.raises(ClipError, match="malformed captions file") as err:
+            builtin.read_item(item)
+        assert str(err.value).startswith(str(cpath)) and "\n" not in str(err.value)
+    cpath.write_text(json.dumps({"format_version": 1, "clips": {item.source_id: ["a person  moves"]}}), encoding="utf-8")
+    assert builtin.read_item(item)[0].captions == ["a person moves"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """The builtin set prepared without augmentation copies (originals and mirrors only: ~1 s)."""
+    cfg = load_prepare_config("builtin")
+    cfg.augment.copies = 0
+    return ensure_builtin_dataset(tmp_path_factory.mktemp("builtin") / "data", cfg, workers=1, progress=False)
+
+
+def test_mirrored_windows_carry_swapped_captions(prepared: Path, clips) -> None:
+    captions = {c.source_id: c.captions for c in clips}
+    meta = [json.loads(line) for line in (prepared / "meta.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {m["mirrored"] for m in meta} == {False, True}
+    for m in meta:
+        expected = captions[m["clip_id"]]
+        assert m["captions"] == ([mirror_text(c) for c in expected] if m["mirrored"] else expected), m["id"]
+    kick = next(m for m in meta if m["clip_id"] == "humanoid3d_kick" and m["mirrored"])
+    assert all("left" in _words(c) and "right" not in _words(c) for c in kick["captions"])
+    assert kick["labels"] == ["kick"]
+
+
+def test_paraphrases_are_held_out_and_labelled(prepared: Path, clips) -> None:
+    doc = json.loads(PARAPHRASES.read_text(encoding="utf-8"))
+    prompts = doc["prompts"]
+    assert len(prompts) >= 40
+    vocab = set(json.loads((prepared / "manifest.json").read_text(encoding="utf-8"))["labels"])
+    training = {_norm(c) for clip in clips for cap in clip.captions for c in (cap, mirror_text(cap))}
+    training |= {_norm(x) for x in vocab}
+    texts = [_norm(p["text"]) for p in prompts]
+    assert len(set(texts)) == len(texts)
+    for p, text in zip(prompts, texts):
+        assert text not in training, p["text"]
+        assert p["label"] in vocab, p
+    counts = {label: sum(p["label"] == label for p in prompts) for label in vocab}
+    assert min(counts.values()) >= 1, counts  # every label covered
+    assert sum(n >= 2 for n in counts.values()) > len(vocab) / 2, counts  # most labels twice

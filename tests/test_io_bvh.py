@@ -310,3 +310,73 @@ def test_round_trip_with_ramos_export(tmp_path: Path) -> None:
         (back,) = bvh.read_item(bvh.BvhItem(str(path), clip.source_id))
         assert back.meta["joint_map"] == "humanml3d" and back.fps == clip.fps
         assert np.abs(back.positions - clip.positions).max() < 1e-3
+
+
+CMU_UNIT_M = 0.0254 / 0.45
+
+
+def _cmu_rig(scale: float = 1.0) -> list[tuple[str, int, tuple, list[str]]]:
+    """The skeleton of the CMU BVH conversion (subject 01, offsets in its unit of 1/0.45 inch), times ``scale``.
+
+    Its rest pose has the legs splayed ~20 degrees and no head-top end site: the standing height
+    (~24 units) says little about the unit, the leg bones (femur 7.16, tibia 7.49 units) do.
+    """
+    rot = ["Zrotation", "Yrotation", "Xrotation"]
+    spec = [
+        ("Hips", None, (0, 0, 0)),
+        ("LHipJoint", "Hips", (0, 0, 0)), ("LeftUpLeg", "LHipJoint", (1.36, -1.79, 0.84)),
+        ("LeftLeg", "LeftUpLeg", (2.45, -6.73, 0)), ("LeftFoot", "LeftLeg", (2.56, -7.04, 0)),
+        ("LeftToeBase", "LeftFoot", (0.16, -0.43, 2.32)),
+        ("RHipJoint", "Hips", (0, 0, 0)), ("RightUpLeg", "RHipJoint", (-1.31, -1.79, 0.84)),
+        ("RightLeg", "RightUpLeg", (-2.45, -6.73, 0)), ("RightFoot", "RightLeg", (-2.56, -7.04, 0)),
+        ("RightToeBase", "RightFoot", (-0.16, -0.45, 2.36)),
+        ("LowerBack", "Hips", (0, 0, 0)), ("Spine", "LowerBack", (0.03, 2.04, -0.19)),
+        ("Spine1", "Spine", (0.06, 2.05, -0.04)), ("Neck", "Spine1", (0, 0, 0)),
+        ("Neck1", "Neck", (-0.05, 1.75, 0.17)), ("Head", "Neck1", (0.1, 1.76, -0.12)),
+        ("LeftShoulder", "Spine1", (0, 0, 0)), ("LeftArm", "LeftShoulder", (3.36, 1.2, -0.31)),
+        ("LeftForeArm", "LeftArm", (4.98, 0, 0)), ("LeftHand", "LeftForeArm", (3.48, 0, 0)),
+        ("RightShoulder", "Spine1", (0, 0, 0)), ("RightArm", "RightShoulder", (-3.14, 1.37, -0.40)),
+        ("RightForeArm", "RightArm", (-5.24, 0, 0)), ("RightHand", "RightForeArm", (-3.44, 0, 0)),
+    ]
+    names = [n for n, _, _ in spec]
+    return _dfs([(n, names.index(p) if p else -1, tuple(scale * np.asarray(o)), (POS3 + rot) if p is None else rot)
+                 for n, p, o in spec])
+
+
+def _leg_bones(p: np.ndarray) -> tuple[float, float]:
+    femur = np.linalg.norm(p[:, S.index("left_knee")] - p[:, S.index("left_hip")], axis=-1).mean()
+    tibia = np.linalg.norm(p[:, S.index("left_ankle")] - p[:, S.index("left_knee")], axis=-1).mean()
+    return float(femur), float(tibia)
+
+
+def test_cmu_unit_is_recognised(tmp_path: Path) -> None:
+    """CMU's BVH unit (1/0.45 inch = 0.05644 m) gives CMU's own femur of ~0.40 m, not a 1.7 m rescale."""
+    joints = _cmu_rig()
+    motion = np.zeros((3, sum(len(j[3]) for j in joints)))
+    motion[:, 1] = 16.0
+    (clip,) = bvh.read_item(bvh.BvhItem(str(_write_bvh(tmp_path / "01_01.bvh", joints, motion)), "01_01"))
+    assert clip.meta["joint_map"] == "cmu" and clip.meta["units"].startswith("cmu (0.05644 m per unit")
+    assert clip.meta["unit_scale_m"] == pytest.approx(CMU_UNIT_M)
+    femur, tibia = _leg_bones(clip.positions)
+    assert femur == pytest.approx(np.hypot(2.45, 6.73) * CMU_UNIT_M, abs=1e-4)  # 0.404 m
+    assert tibia == pytest.approx(np.hypot(2.56, 7.04) * CMU_UNIT_M, abs=1e-4)
+    np.testing.assert_allclose(clip.positions[:, 0, 1], 16.0 * CMU_UNIT_M, atol=1e-5)
+
+
+def test_unknown_unit_is_scaled_to_the_reference_leg(tmp_path: Path) -> None:
+    """A unit in no table (here 5 mm) is scaled by leg length to the reference skeleton, and says so."""
+    unit_m = 0.005
+    joints = _cmu_rig(CMU_UNIT_M / unit_m)
+    motion = np.zeros((3, sum(len(j[3]) for j in joints)))
+    (clip,) = bvh.read_item(bvh.BvhItem(str(_write_bvh(tmp_path / "odd.bvh", joints, motion)), "odd"))
+    femur, tibia = _leg_bones(clip.positions)
+    assert femur + tibia == pytest.approx(bvh.REFERENCE_LEG_M, abs=1e-4)
+    assert clip.meta["units"].startswith(f"unknown unit: scaled to the reference leg of {bvh.REFERENCE_LEG_M} m")
+
+
+@pytest.mark.parametrize("unit, expected", [(1.0, "metres"), (0.01, "centimetres"), (0.001, "millimetres"),
+                                            (0.0254, "inches"), (CMU_UNIT_M, "cmu")])
+def test_known_units_by_leg_length(unit: float, expected: str) -> None:
+    for leg_m in (0.55, 0.78, 1.0):  # a child's to a tall adult's leg
+        scale, how = bvh.guess_unit_scale(leg_m / unit)
+        assert how.startswith(expected) and scale == pytest.approx(unit)

@@ -109,3 +109,126 @@ def test_prepare_records_a_bad_file_by_its_path(root: Path, tmp_path_factory: py
     prepare_dataset("humanml3d", out, cfg, root=root, workers=1, progress=False)
     rejected = {r["item"]: r for r in json.loads((out / "manifest.json").read_text())["rejections"]}
     assert rejected[str(bad)]["code"] == "read_error" and "NaN" in rejected[str(bad)]["reason"]
+
+
+def _huge_header_npy(path: Path, frames: int = 1_000_000_000, data_bytes: int = 1 << 20) -> None:
+    """An .npy whose header claims ``frames`` float32 frames of 22 joints, followed by 1 MiB of data."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (frames, 22, 3)})
+        f.write(bytes(data_bytes))
+
+
+def test_header_is_checked_before_reading(root: Path) -> None:
+    """A header claiming 1e9 frames in a 1 MiB file is rejected from the header, not by a MemoryError."""
+    path = root / "new_joints" / "000002.npy"
+    _huge_header_npy(path)
+    item = next(i for i in humanml3d.list_items(root) if i.source_id == "000002")
+    with pytest.raises(ClipError, match=r"header says shape \(1000000000, 22, 3\) float32 .* but the file holds 1 MiB"):
+        humanml3d.read_item(item)
+    np.save(path, _motion(t=30))
+    with pytest.raises(ClipError, match="30 frames, more than the limit of 10 .*max_frames"):
+        humanml3d.read_item(item, max_frames=10)
+    assert humanml3d.read_item(item)[0].num_frames == 30
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"0.1 0.2 0.3\n0.4 0.5 0.6\n", r"not a \.npy file \(no NumPy magic header; looks like text"),
+    (b"", r"not a \.npy file \(no NumPy magic header; the file is empty\)"),
+    (b"PK\x03\x04rest of a zip", r"not a \.npy file .*zip archive"),
+])
+def test_not_an_npy_file_says_so(root: Path, content: bytes, reason: str) -> None:
+    """A text file named .npy is not reported as pickled data (which sent users to allow_pickle)."""
+    path = root / "new_joints" / "000002.npy"
+    path.write_bytes(content)
+    item = next(i for i in humanml3d.list_items(root) if i.source_id == "000002")
+    with pytest.raises(ClipError, match=reason) as err:
+        humanml3d.read_item(item)
+    assert "pickle" not in str(err.value) and str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("array, reason", [
+    (np.full((30, 22, 3), 1834, np.int64),
+     r"integers \(int64, max \|x\| 1834: millimetres\?\); joints must be float metres"),
+    (np.full((30, 22, 3), 170, np.int32), r"integers \(int32, max \|x\| 170: centimetres\?\)"),
+    (np.ones((30, 22, 3), bool), "booleans; joints must be float metres"),
+])
+def test_integer_joints_are_not_taken_as_metres(root: Path, array: np.ndarray, reason: str) -> None:
+    path = root / "new_joints" / "000002.npy"
+    np.save(path, array)
+    item = next(i for i in humanml3d.list_items(root) if i.source_id == "000002")
+    with pytest.raises(ClipError, match=reason):
+        humanml3d.read_item(item)
+
+
+def _prepare(root: Path, out: Path, **overrides):
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
+
+    cfg = load_prepare_config("humanml3d", overrides={"min_frames": 10, "window": 30, "filters.max_speed_mps": None,
+                                                      **overrides})
+    return prepare_dataset("humanml3d", out, cfg, root=root, workers=1, progress=False)
+
+
+def test_one_bad_file_never_aborts_the_batch(root: Path, tmp_path_factory: pytest.TempPathFactory,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hostile header and a MemoryError each reject their own item; the good items are prepared."""
+    import json
+
+    (root / "val.txt").write_text("")
+    (root / "train.txt").write_text("000001\nM000001\n000003\n")
+    huge = root / "new_joints" / "000003.npy"
+    _huge_header_npy(huge)
+    real_load = humanml3d.load_npy
+
+    def load(path: Path, *args: object, **kwargs: object) -> np.ndarray:
+        if path.name == "000002.npy":
+            raise MemoryError
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(humanml3d, "load_npy", load)
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    summary = _prepare(root, out)
+    assert summary.clips == 2 and summary.rejections == {"read_error": 2}
+    rejected = {r["item"]: r["reason"] for r in json.loads((out / "manifest.json").read_text())["rejections"]}
+    assert rejected[str(huge)].startswith(f"{huge}: header says shape (1000000000, 22, 3)")
+    bad = str(root / "new_joints" / "000002.npy")
+    assert rejected[bad].startswith(f"{bad}: MemoryError") and "\n" not in rejected[bad]
+
+
+def test_prepare_records_missing_captions_ids_and_mirrors(root: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Missing/empty caption files and split ids without a motion file are warned about and listed;
+    HumanML3D's M* files are mirrored copies in the prepared meta."""
+    import json
+
+    from ramos.motion.dataset import MotionDataset
+
+    (root / "texts" / "000002.txt").write_text("\n \n", encoding="utf-8")  # empty; 000003 has none
+    (root / "train.txt").write_text("000001\nM000001\n000003\n004242\n")
+    (root / "val.txt").write_text("")
+    out = tmp_path_factory.mktemp("prepared") / "ds"
+    with caplog.at_level("WARNING"):
+        summary = _prepare(root, out)
+    man = json.loads((out / "manifest.json").read_text())
+    by_code = {w["code"]: w for w in man["warnings"]}
+    assert man["counts"]["warnings_by_code"] == {"empty_captions": 1, "missing_motion": 1, "no_captions": 1}
+    assert by_code["missing_motion"]["item"] == "004242" and "train.txt" in by_code["missing_motion"]["reason"]
+    assert by_code["no_captions"]["reason"] == f"{root / 'new_joints' / '000003.npy'}: no caption file texts/000003.txt"
+    assert "000002.txt holds no caption" in by_code["empty_captions"]["reason"]
+    assert "warnings: empty_captions 1, missing_motion 1, no_captions 1 ->" in summary.line()
+    assert {r.message.split(":")[0] for r in caplog.records} >= {"empty_captions", "missing_motion", "no_captions"}
+    mirrored = {m["clip_id"]: m["mirrored"] for m in MotionDataset(out).meta}
+    assert mirrored == {"000001": False, "M000001": True, "000002": False, "000003": False}
+
+
+def test_no_training_windows_is_an_error(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every clip in val/test: a one-line DataError, and no data set folder (or temporary one) left behind."""
+    from ramos.motion.dataset import DataError
+
+    (root / "train.txt").write_text("")
+    (root / "val.txt").write_text("000001\nM000001\n000003\n")
+    parent = tmp_path_factory.mktemp("prepared")
+    expected = r"^0 training windows from 4 humanml3d item\(s\) \(train 0, val 3, test 1"
+    with pytest.raises(DataError, match=expected) as err:
+        _prepare(root, parent / "ds")
+    assert "\n" not in str(err.value)
+    assert list(parent.iterdir()) == []

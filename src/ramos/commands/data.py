@@ -21,6 +21,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--source", choices=SOURCES, required=True, help="source format")
     p.add_argument("--root", type=Path, help="folder (or file) of the source; not needed for builtin")
     p.add_argument("--body-model", type=Path, help="amass: folder with the SMPL-H body model files")
+    p.add_argument("--babel", type=Path, metavar="DIR",
+                   help="amass: BABEL release folder (train.json, val.json, ...): action labels per sequence and "
+                        "per frame segment")
     p.add_argument("--config", help="YAML file, or a packaged name (builtin, humanml3d, amass, bvh, deepmimic); it "
                                     "holds only what differs from the defaults (default: the source's own)")
     p.add_argument("--out", type=Path, required=True, help="data set folder to write (replaced atomically)")
@@ -47,7 +50,10 @@ def register(subparsers: Any) -> None:
 
 
 def _reader_opts(args: argparse.Namespace) -> dict[str, Any]:
-    return {"model_dir": str(args.body_model)} if getattr(args, "body_model", None) else {}
+    opts = {"model_dir": str(args.body_model)} if getattr(args, "body_model", None) else {}
+    if getattr(args, "babel", None):
+        opts["babel"] = str(args.babel)
+    return opts
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -60,6 +66,8 @@ def _prepare(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.root}: no such file or folder")
     if args.workers is not None and args.workers < 1:
         raise UserError("--workers must be at least 1")
+    if args.babel is not None and args.source != "amass":
+        raise UserError("--babel labels AMASS sequences: use it with --source amass")
     cfg = load_prepare_config(args.source, args.config)
     summary = prepare_dataset(args.source, args.out, cfg, root=args.root, workers=args.workers,
                               reader_opts=_reader_opts(args), progress=sys.stderr.isatty())
@@ -147,7 +155,9 @@ def _preview_source(args: argparse.Namespace) -> list[tuple[str, Any, float, str
         raise UserError(f"--root is required for --source {args.source}")
     reader = READERS[args.source]
     opts = _reader_opts(args)
-    items = reader.list_items(args.root)
+    # The amass lister leaves body models (the --body-model folder among them) out of the motions.
+    items = reader.list_items(args.root, **({"model_dir": opts["model_dir"]} if "model_dir" in opts
+                                            and args.source == "amass" else {}))
     out: list[tuple[str, Any, float, str, Any]] = []
     wanted = set(args.ids or [])
     for item in items:

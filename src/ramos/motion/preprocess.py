@@ -142,10 +142,11 @@ def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str] | None:
 
 
 def excluded_by(clip: Clip, pattern: re.Pattern[str] | None) -> str | None:
-    """The label or caption of ``clip`` that matches ``pattern`` (None when nothing matches)."""
+    """The label, caption or raw label (``meta["raw_labels"]``: free text as annotated, e.g. BABEL's)
+    of ``clip`` that matches ``pattern`` (None when nothing matches)."""
     if pattern is None:
         return None
-    for text in [*clip.labels, *clip.captions]:
+    for text in [*clip.labels, *clip.captions, *clip.meta.get("raw_labels", [])]:
         if pattern.search(text):
             return text
     return None

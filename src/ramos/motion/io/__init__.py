@@ -3,7 +3,10 @@
 Each reader works in two steps so that batch jobs can fan out over worker processes and skip bad
 items: ``list_items(root, **opts)`` returns cheap, picklable items (paths and ids), and
 ``read_item(item, **opts)`` turns one item into a list of clips or raises
-:class:`ramos.motion.clip.ClipError` ("<file>: <reason>").
+:class:`ramos.motion.clip.ClipError` ("<file>: <reason>"). What is read but worth a warning (a
+motion without captions) goes into ``clip.meta["warnings"]``, and a lister may return an
+:class:`~ramos.motion.io._common.ItemList` whose ``notes`` name what it left out (a body model
+under the AMASS root); ``ramos data prepare`` lists both in the manifest's ``warnings``.
 
     from ramos.motion.io import READERS
     reader = READERS["builtin"]

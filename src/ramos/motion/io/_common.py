@@ -7,8 +7,14 @@ convention (metres, y up, a subject facing +z has its left side at +x).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+import os
+import zipfile
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -30,16 +36,23 @@ def check_positions(positions: np.ndarray, name: str, num_joints: int | None = N
                     min_frames: int = 2) -> np.ndarray:
     """Return ``positions`` as float32 (T, J, 3), raising :class:`ClipError` for unusable data.
 
-    Rejects wrong shapes, fewer than ``min_frames`` frames (a 0- or 1-frame clip has no motion),
-    and NaN/inf values (they poison normalisation statistics downstream).
+    Rejects wrong shapes, integer or boolean arrays (joints are float metres; integers are almost
+    always another unit, e.g. millimetres, and casting them would silently give a 1000x giant),
+    fewer than ``min_frames`` frames (a 0- or 1-frame clip has no motion), and NaN/inf values
+    (they poison normalisation statistics downstream).
     """
     arr = np.asarray(positions)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ClipError(f"{name}: expected positions of shape (T, J, 3), got {arr.shape}")
     if num_joints is not None and arr.shape[1] != num_joints:
         raise ClipError(f"{name}: expected {num_joints} joints, got {arr.shape[1]}")
+    if arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer):
+        raise ClipError(f"{name}: joint positions are {_describe_integers(arr)}; joints must be float metres "
+                        "(convert and save as float32)")
     if not np.issubdtype(arr.dtype, np.number):
         raise ClipError(f"{name}: positions are not numeric (dtype {arr.dtype})")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ClipError(f"{name}: positions are complex numbers (dtype {arr.dtype}); joints must be float metres")
     if arr.shape[0] < min_frames:
         raise ClipError(f"{name}: {arr.shape[0]} frame(s); at least {min_frames} needed")
     arr = arr.astype(np.float32)
@@ -47,6 +60,16 @@ def check_positions(positions: np.ndarray, name: str, num_joints: int | None = N
     if bad.any():
         raise ClipError(f"{name}: {int(bad.sum())} frame(s) with NaN/inf values (first at frame {int(np.argmax(bad))})")
     return arr
+
+
+def _describe_integers(arr: np.ndarray) -> str:
+    """What an integer joint array looks like, with a guess at its unit (for the error message)."""
+    if arr.dtype == np.bool_:
+        return "booleans"
+    peak = int(np.abs(arr.astype(np.int64)).max()) if arr.size else 0
+    # A standing adult spans about 1.7 m: ~1700 in mm, ~170 in cm, 1-2 in (rounded) metres.
+    guess = "millimetres?" if peak >= 400 else "centimetres?" if peak >= 40 else "rounded metres?"
+    return f"integers ({arr.dtype}, max |x| {peak}: {guess})"
 
 
 def check_fps(fps: float, name: str) -> float:
@@ -60,29 +83,173 @@ def check_fps(fps: float, name: str) -> float:
     return value
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an ``.npz`` without unpickling; any failure becomes a :class:`ClipError`."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except ValueError as err:
-        # numpy raises ValueError for object arrays when allow_pickle=False.
-        raise ClipError(f"{path}: cannot read without unpickling or malformed ({err})") from None
-    except (OSError, EOFError, KeyError) as err:
-        raise ClipError(f"{path}: not a readable .npz file ({err})") from None
-    except Exception as err:  # zipfile.BadZipFile and friends from a truncated file
-        raise ClipError(f"{path}: corrupt .npz file ({type(err).__name__}: {err})") from None
+# --- .npy / .npz: headers first, data only once they are known to be sane -------------------------
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGICS: tuple[bytes, ...] = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
+MAX_NPZ_BYTES = 2 << 30
+"""Default bound on the memory an ``.npz`` may inflate to (2 GiB: an SMPL-H body model with its
+pose blend shapes is ~100 MB, the longest AMASS sequences a few hundred MB)."""
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load one ``.npy`` array without unpickling; any failure becomes a :class:`ClipError`."""
+@dataclass(frozen=True)
+class NpyHeader:
+    """What an ``.npy`` header promises: shape, dtype and order of the data after it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data the header announces (Python ints: a hostile shape cannot overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _size(nbytes: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= factor:
+            return f"{nbytes / factor:.3g} {unit}"
+    return f"{nbytes} bytes"
+
+
+def describe_bytes(head: bytes) -> str:
+    """A few words on what a file that starts with ``head`` looks like (for "not a .npy file" errors)."""
+    if not head:
+        return "the file is empty"
+    if head.startswith(NPY_MAGIC):
+        return "looks like a .npy array"
+    if head.startswith(ZIP_MAGICS):
+        return "looks like a zip archive (an .npz?)"
+    if head[:1] == b"\x80":
+        return "looks like a Python pickle"
+    if head.startswith(b"\x89HDF"):
+        return "looks like an HDF5 file"
+    text = head.decode("utf-8", "replace")
+    if b"\x00" not in head and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
+        return f"looks like text: {text[:24]!r}"
+    return "binary data of unknown format"
+
+
+def read_npy_header(f: BinaryIO, name: str) -> NpyHeader:
+    """Parse the ``.npy`` header at the current position of ``f`` (a file or a zip member), reading no data.
+
+    Raises :class:`ClipError` for a missing magic string, a malformed header or an object dtype
+    (which would need unpickling).
+    """
+    head = f.read(8)
+    if not head.startswith(NPY_MAGIC) or len(head) < 8:
+        head += f.read(56)  # enough to tell text from binary in the message
+        raise ClipError(f"{name}: not a .npy file (no NumPy magic header; {describe_bytes(head)})")
+    major = head[6]
     try:
-        return np.load(path, allow_pickle=False)
+        if major == 1:
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif major in (2, 3):  # 3.0 only allows utf-8 field names; the layout is that of 2.0
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unknown format version {major}.{head[7]}")
     except ValueError as err:
-        # object arrays (need pickle) and truncated data both end here.
-        raise ClipError(f"{path}: cannot read without unpickling or malformed ({err})") from None
-    except (OSError, EOFError) as err:
-        raise ClipError(f"{path}: not a readable .npy file ({err})") from None
+        raise ClipError(f"{name}: malformed .npy header ({' '.join(str(err).split())})") from None
+    if any(n < 0 for n in shape):
+        raise ClipError(f"{name}: malformed .npy header (negative dimension in shape {shape})")
+    if dtype.hasobject:
+        raise ClipError(f"{name}: array of Python objects (dtype {dtype}); cannot read without unpickling, "
+                        "which is never done")
+    return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran))
+
+
+def _check_frames(header: NpyHeader, name: str, max_frames: int | None) -> None:
+    if max_frames is not None and len(header.shape) >= 2 and header.shape[0] > max_frames:
+        raise ClipError(f"{name}: {header.shape[0]:,} frames, more than the limit of {max_frames:,} "
+                        "(reader option max_frames)")
+
+
+def _read_data(f: BinaryIO, header: NpyHeader, name: str) -> np.ndarray:
+    """The array announced by ``header`` from ``f``, read into one preallocated buffer."""
+    buf = bytearray(header.nbytes)
+    got = f.readinto(buf) if header.nbytes else 0
+    if got != header.nbytes:
+        raise ClipError(f"{name}: truncated: {_size(got)} of {_size(header.nbytes)} of data")
+    arr = np.frombuffer(buf, dtype=header.dtype)
+    return arr.reshape(header.shape, order="F" if header.fortran_order else "C")
+
+
+def load_npy(path: Path, max_frames: int | None = None) -> np.ndarray:
+    """Load one ``.npy`` array without unpickling; any failure becomes a :class:`ClipError`.
+
+    The header is read first and checked against the file size (and ``max_frames``, the first
+    dimension of an array of 2 or more dimensions) before any data is allocated, so a header that
+    claims a billion frames in a 1 MiB file is rejected instead of raising MemoryError.
+    """
+    try:
+        with open(path, "rb") as f:
+            header = read_npy_header(f, str(path))
+            available = os.fstat(f.fileno()).st_size - f.tell()
+            if header.nbytes > available:
+                raise ClipError(f"{path}: header says shape {header.shape} {header.dtype} ({_size(header.nbytes)}) "
+                                f"but the file holds {_size(available)} of data: truncated or corrupt")
+            _check_frames(header, str(path), max_frames)
+            return _read_data(f, header, str(path))
+    except OSError as err:
+        raise ClipError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def npz_keys(path: Path) -> list[str] | None:
+    """The array names of an ``.npz`` from its zip directory alone (nothing decompressed); None if not a zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+
+
+def load_npz(path: Path, keys: Iterable[str] | None = None, max_bytes: int = MAX_NPZ_BYTES,
+             max_frames: int | None = None) -> dict[str, np.ndarray]:
+    """Load the arrays of an ``.npz`` (all, or those of ``keys`` present) without unpickling.
+
+    Every member's ``.npy`` header is read first (decompressing only those few hundred bytes) and
+    checked against the member's size in the zip directory, ``max_frames`` (first dimension of
+    arrays of 2 or more dimensions) and ``max_bytes`` (the arrays' total size): a small file that
+    would inflate to gigabytes is rejected before it is decompressed. Any failure becomes a
+    :class:`ClipError` naming the file.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as err:
+        raise ClipError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not head.startswith(ZIP_MAGICS):
+        raise ClipError(f"{path}: not a .npz file (not a zip archive; {describe_bytes(head)})")
+    wanted = None if keys is None else set(keys)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [(i.filename[:-4], i) for i in zf.infolist() if i.filename.endswith(".npy")]
+            members = [(k, i) for k, i in members if wanted is None or k in wanted]
+            total = 0
+            for key, info in members:
+                name = f"{path}: {key!r}"
+                with zf.open(info) as member:
+                    header = read_npy_header(member, name)
+                    data_bytes = info.file_size - member.tell()
+                if header.nbytes > data_bytes:
+                    raise ClipError(f"{name}: header says shape {header.shape} {header.dtype} "
+                                    f"({_size(header.nbytes)}) but the member holds {_size(data_bytes)}")
+                _check_frames(header, name, max_frames)
+                total += header.nbytes
+            if total > max_bytes:
+                raise ClipError(f"{path}: arrays would take {_size(total)} in memory, more than the limit of "
+                                f"{_size(max_bytes)}")
+            out = {}
+            for key, info in members:
+                with zf.open(info) as member:
+                    header = read_npy_header(member, f"{path}: {key!r}")
+                    out[key] = _read_data(member, header, f"{path}: {key!r}")
+            return out
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError) as err:
+        # ClipError is a ValueError: pass ours through, wrap the rest (bad CRC, truncated archive...).
+        if isinstance(err, ClipError):
+            raise
+        raise ClipError(f"{path}: corrupt .npz file ({type(err).__name__}: {' '.join(str(err).split())})") from None
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
@@ -108,6 +275,24 @@ def read_sidecar(path: Path) -> tuple[list[str], list[str]]:
     except (json.JSONDecodeError, AttributeError, TypeError) as err:
         raise ClipError(f"{side}: malformed sidecar ({err})") from None
     return list(labels), list(captions)
+
+
+class ItemList(list):
+    """A reader's items, plus ``notes``: what its lister saw but did not list, for the manifest.
+
+    Each note is ``{"item", "code", "reason"}`` (e.g. code ``missing_motion``: an id in a split
+    file with no motion file; ``not_motion``: a body model under the AMASS root). A plain list
+    subclass, so callers that only want the items need not know.
+    """
+
+    def __init__(self, items: Iterable[object] = (), notes: Iterable[dict[str, str]] = ()) -> None:
+        super().__init__(items)
+        self.notes: list[dict[str, str]] = list(notes)
+
+
+def note(item: str, code: str, reason: str) -> dict[str, str]:
+    """A warning record ``{"item", "code", "reason"}`` (the shape of the manifest's rejections)."""
+    return {"item": item, "code": code, "reason": " ".join(reason.split())}
 
 
 def to_y_up(positions: np.ndarray, axes: str | np.ndarray) -> np.ndarray:

@@ -21,12 +21,28 @@ from pathlib import Path
 import numpy as np
 
 from ramos.motion.clip import Clip, ClipError
-from ramos.motion.io._common import canonical_facing, check_fps, check_positions, load_npz, read_sidecar, to_y_up
+from ramos.motion.io._common import (
+    ItemList,
+    canonical_facing,
+    check_positions,
+    load_npz,
+    note,
+    npz_keys,
+    read_sidecar,
+    to_y_up,
+)
+from ramos.motion.io.babel import attach_labels, load_babel
 from ramos.motion.skeleton import HUMANML3D
 
 BODY_JOINTS = 22
 MODEL_KEYS: tuple[str, ...] = ("v_template", "shapedirs", "J_regressor", "kintree_table")
 GENDERS: tuple[str, ...] = ("male", "female", "neutral")
+SEQUENCE_KEYS: tuple[str, ...] = ("poses", "trans", "betas", "gender", "mocap_framerate", "mocap_frame_rate")
+"""The arrays a sequence is read from; others (``dmpls``...) are never decompressed."""
+MAX_FRAMES = 500_000
+"""Longest sequence read (over an hour at AMASS's usual 120 fps; its longest takes are minutes):
+the frame count is checked in the file's headers before anything is decompressed, so a small file
+that claims a huge sequence is rejected without inflating it. Reader option ``max_frames``."""
 
 
 @dataclass(frozen=True)
@@ -37,18 +53,49 @@ class AmassItem:
     source_id: str
 
 
-def list_items(root: Path | str, pattern: str = "**/*.npz") -> list[AmassItem]:
+def list_items(root: Path | str, pattern: str = "**/*.npz", babel: Path | str | None = None,
+               model_dir: Path | str | None = None) -> ItemList:
     """AMASS ``.npz`` files under ``root`` (``shape.npz`` files, which hold no motion, are skipped).
 
     Ids are relative paths (``CMU/01/01_01_poses``); the sub-data-set folder is not an action label.
+    Body models are not motions: files under ``model_dir`` (the ``--body-model`` path) and files
+    whose arrays are those of a body model (``v_template``, ``shapedirs``, ``J_regressor``; found
+    from the zip directory alone) are left out and named in the list's ``notes`` (code ``not_motion``).
+    ``babel`` (see :func:`read_item`) is read here once, so that a malformed BABEL file stops the run
+    before any sequence is processed.
     """
+    if babel is not None:
+        load_babel(str(babel))
     root = Path(root)
     if root.is_file():
-        return [AmassItem(str(root), root.stem)]
-    if not root.is_dir():
+        paths, ids = [root], [root.stem]
+    elif root.is_dir():
+        paths = [p for p in sorted(root.glob(pattern)) if p.is_file() and p.name != "shape.npz"]
+        ids = ["/".join(p.relative_to(root).with_suffix("").parts) for p in paths]
+    else:
         raise FileNotFoundError(f"{root}: no such file or folder")
-    return [AmassItem(str(p), "/".join(p.relative_to(root).with_suffix("").parts))
-            for p in sorted(root.glob(pattern)) if p.is_file() and p.name != "shape.npz"]
+    items, notes = [], []
+    for path, sid in zip(paths, ids, strict=True):
+        why = _not_a_motion(path, model_dir)
+        if why:
+            notes.append(note(str(path), "not_motion", f"{path}: {why}, not a motion; skipped"))
+        else:
+            items.append(AmassItem(str(path), sid))
+    return ItemList(items, notes)
+
+
+def _not_a_motion(path: Path, model_dir: Path | str | None) -> str | None:
+    """Why ``path`` is a body model rather than a sequence, or None."""
+    if model_dir is not None:
+        model = Path(model_dir).resolve()
+        here = path.resolve()
+        if here == model or model in here.parents:
+            return "the body model given as model_dir (--body-model)"
+    keys = set(npz_keys(path) or ())
+    # An unreadable file is left to read_item, which says what is wrong with it.
+    if "poses" not in keys and {"v_template", "shapedirs", "J_regressor"} & keys:
+        return f"an SMPL body model ({', '.join(k for k in MODEL_KEYS if k in keys)})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -132,7 +179,7 @@ def joint_positions(poses: np.ndarray, trans: np.ndarray, betas: np.ndarray, mod
 
 
 def read_item(item: AmassItem, model_dir: Path | str | None = None, gender: str = "auto",
-              canonicalize: bool = False) -> list[Clip]:
+              canonicalize: bool = False, babel: Path | str | None = None, max_frames: int = MAX_FRAMES) -> list[Clip]:
     """One AMASS sequence as a 22-joint :class:`Clip` (metres, y up, native frame rate).
 
     Args:
@@ -140,23 +187,34 @@ def read_item(item: AmassItem, model_dir: Path | str | None = None, gender: str 
         model_dir: the SMPL-H body-model folder (or a ``model.npz``); required.
         gender: "auto" (the file's ``gender``), or force "male" / "female" / "neutral".
         canonicalize: face +z in the first frame with the pelvis at x = z = 0.
+        babel: a BABEL release folder (or one of its JSON files): the sequence's BABEL action labels
+            become its labels, with frame-level segments in ``meta`` (:func:`ramos.motion.io.babel.attach_labels`).
+        max_frames: longest sequence read (checked before decompressing; see :data:`MAX_FRAMES`).
     """
     if model_dir is None:
         raise ValueError("the amass reader needs model_dir (the SMPL-H body model folder)")
     path = Path(item.path)
     name = str(path)
-    data = load_npz(path)
+    data = load_npz(path, keys=SEQUENCE_KEYS, max_frames=max_frames)
     missing = [k for k in ("poses", "trans") if k not in data]
     if missing:
-        raise ClipError(f"{name}: missing keys {missing} (have {sorted(data)})")
+        raise ClipError(f"{name}: missing keys {missing} (have {sorted(npz_keys(path) or [])})")
     fps_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in data), None)
     if fps_key is None:
         raise ClipError(f"{name}: missing key 'mocap_framerate'")
+    fps_value = np.asarray(data[fps_key]).reshape(-1)
+    if fps_value.size != 1:
+        raise ClipError(f"{name}: {fps_key} holds {fps_value.size} values, expected one")
+    try:
+        fps = float(fps_value[0])
+    except (TypeError, ValueError):
+        raise ClipError(f"{name}: {fps_key} {fps_value[0]!r} is not a number") from None
+    if not np.isfinite(fps) or fps <= 0:
+        raise ClipError(f"{name}: invalid frame rate {fps:g} ({fps_key}); it must be positive")
     try:
         poses = np.asarray(data["poses"], dtype=np.float64)
         trans = np.asarray(data["trans"], dtype=np.float64)
         betas = np.asarray(data.get("betas", np.zeros(0)), dtype=np.float64).reshape(-1)
-        fps = check_fps(np.asarray(data[fps_key]).reshape(-1)[0], name)
     except (TypeError, ValueError) as err:
         raise ClipError(f"{name}: non-numeric arrays ({err})") from None
     if poses.ndim != 2 or poses.shape[1] < 3 * BODY_JOINTS or poses.shape[1] % 3:
@@ -178,7 +236,11 @@ def read_item(item: AmassItem, model_dir: Path | str | None = None, gender: str 
     if canonicalize:
         joints = canonical_facing(joints, name)
     labels, captions = read_sidecar(path)
-    return [Clip(positions=check_positions(joints, name, HUMANML3D.num_joints), fps=fps, source_id=item.source_id,
-                 source="amass", captions=captions, labels=labels,
-                 meta={"file": path.name, "gender": sex, "body_model": model_path.name,
-                       "dataset": Path(item.source_id).parts[0] if "/" in item.source_id else ""})]
+    clip = Clip(positions=check_positions(joints, name, HUMANML3D.num_joints), fps=fps, source_id=item.source_id,
+                source="amass", captions=captions, labels=labels,
+                meta={"file": path.name, "gender": sex, "body_model": model_path.name,
+                      "dataset": Path(item.source_id).parts[0] if "/" in item.source_id else ""})
+    if babel is not None:
+        # The full path: its longest tail shared with a BABEL path identifies the sequence.
+        attach_labels(clip, item.path, load_babel(str(babel)))
+    return [clip]

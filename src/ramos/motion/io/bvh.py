@@ -21,7 +21,6 @@ import numpy as np
 
 from ramos.motion.clip import Clip, ClipError
 from ramos.motion.io._common import (
-    AXIS_MATRICES,
     canonical_facing,
     check_fps,
     check_positions,
@@ -42,11 +41,25 @@ REQUIRED_JOINTS: tuple[str, ...] = tuple(
 )
 """Targets that cannot be interpolated (chain ends and limbs): a joint map must find these."""
 
-# Known length units by standing height (file units): metres, centimetres, millimetres, inches.
-_UNIT_BY_HEIGHT: tuple[tuple[float, float, float], ...] = (
-    (1.0, 2.6, 1.0), (100.0, 260.0, 0.01), (1000.0, 2600.0, 0.001), (39.0, 103.0, 0.0254),
-)
-_FALLBACK_HEIGHT_M = 1.7
+KNOWN_UNITS: dict[str, float] = {
+    "metres": 1.0,
+    "centimetres": 0.01,
+    "millimetres": 0.001,
+    "inches": 0.0254,
+    # The CMU mocap BVH conversions (cgspeed's, and those derived from it) keep the ASF files'
+    # unit, "length 0.45": one unit is 1/0.45 inch = 0.05644 m (a 1.7 m subject is 30 units tall).
+    "cmu": 0.0254 / 0.45,
+}
+"""Metres per file unit of the length units BVH files are found in."""
+
+LEG_RANGE_M: tuple[float, float] = (0.45, 1.2)
+"""Leg lengths (hip to knee to ankle joint centres) that a unit may give: a child to a very tall
+adult (SMPL's mean shape: about 0.78 m)."""
+
+REFERENCE_LEG_M = 0.78
+"""Leg length of the reference skeleton, HumanML3D's target skeleton (an SMPL body of mean shape:
+femur ~0.37 m + tibia ~0.41 m). A file whose unit is none of :data:`KNOWN_UNITS` is scaled to it,
+as HumanML3D's own processing scales every subject to its target skeleton by leg length."""
 
 
 @dataclass
@@ -249,14 +262,37 @@ def map_to_skeleton(positions: np.ndarray, found: dict[str, int], name: str,
     return out
 
 
-def guess_unit_scale(height: float) -> tuple[float, str]:
-    """Metres per file unit from the rest-pose standing height, and how it was decided."""
-    for lo, hi, scale in _UNIT_BY_HEIGHT:
-        if lo <= height <= hi:
-            return scale, f"unit {scale} m (rest height {height:.3g})"
-    if not np.isfinite(height) or height <= 0:
-        raise ValueError(f"cannot guess units from rest height {height}")
-    return _FALLBACK_HEIGHT_M / height, f"scaled to {_FALLBACK_HEIGHT_M} m (rest height {height:.3g}, unknown unit)"
+def leg_length(positions: np.ndarray, found: dict[str, int]) -> float:
+    """Median over frames of hip-knee plus knee-ankle distance (file units), averaged over both legs.
+
+    Leg bones, unlike the standing height, do not depend on the rest pose (arms up, a crouch, a
+    z-up file read as y-up) nor on where end sites put the top of the head and the toes.
+    """
+    legs = []
+    for side in ("left", "right"):
+        hip, knee, ankle = (positions[:, found[f"{side}_{j}"]] for j in ("hip", "knee", "ankle"))
+        legs.append(np.median(np.linalg.norm(knee - hip, axis=-1) + np.linalg.norm(ankle - knee, axis=-1)))
+    return float(np.mean(legs))
+
+
+def guess_unit_scale(leg: float, joint_map: str | None = None) -> tuple[float, str]:
+    """Metres per file unit from the leg length in file units, and how it was decided.
+
+    A known unit (:data:`KNOWN_UNITS`) is taken when it gives a leg within :data:`LEG_RANGE_M`;
+    of several, the rig's own (CMU units for the ``cmu`` joint map), else the one closest to the
+    reference leg. Otherwise the unit is unknown and the figure is scaled to the reference leg
+    (:data:`REFERENCE_LEG_M`), not to a standing height.
+    """
+    if not np.isfinite(leg) or leg <= 0:
+        raise ValueError(f"cannot tell the length unit: leg length {leg} in file units")
+    lo, hi = LEG_RANGE_M
+    fits = {unit: scale for unit, scale in KNOWN_UNITS.items() if lo <= leg * scale <= hi}
+    if fits:
+        unit = joint_map if joint_map in fits else min(fits, key=lambda u: abs(np.log(leg * fits[u] / REFERENCE_LEG_M)))
+        return fits[unit], f"{unit} ({fits[unit]:.4g} m per unit; leg {leg:.4g} units = {leg * fits[unit]:.3f} m)"
+    scale = REFERENCE_LEG_M / leg
+    return scale, (f"unknown unit: scaled to the reference leg of {REFERENCE_LEG_M} m (leg {leg:.4g} units, "
+                   f"no known unit gives {lo}-{hi} m)")
 
 
 @dataclass(frozen=True)
@@ -286,8 +322,9 @@ def read_item(item: BvhItem, joint_map: str | JointMap | None = "auto", scale: f
         item: from :func:`list_items`.
         joint_map: "auto" (best of ``bvh_maps.JOINT_MAPS``), a map name ("cmu", "mixamo", "humanml3d")
             or a dict target -> source name(s).
-        scale: metres per file unit, or "auto" (from the rest-pose height: m, cm, mm or inches, else
-            scaled to a 1.7 m standing height).
+        scale: metres per file unit, or "auto": the known unit (m, cm, mm, inches, CMU's 1/0.45 inch)
+            that gives a plausible leg length, else scaled to the reference leg (:func:`guess_unit_scale`);
+            ``meta["units"]`` says how it was decided.
         axes: source convention, "y_up" (BVH's usual) or "z_up", or a 3x3 rotation to y-up.
         canonicalize: face +z in the first frame with the pelvis at x = z = 0 (off: positions kept).
     """
@@ -302,16 +339,16 @@ def read_item(item: BvhItem, joint_map: str | JointMap | None = "auto", scale: f
     if not np.isfinite(bvh.motion).all() or not np.isfinite(bvh.offsets).all():
         raise ClipError(f"{name}: NaN/inf values")
     map_name, found = resolve_joint_map(bvh.names, joint_map)
+    raw = bvh.positions()
+    positions = map_to_skeleton(raw, found, name)  # first: it names any missing leg joint
     if scale == "auto":
-        up = AXIS_MATRICES[axes][1] if isinstance(axes, str) else np.asarray(axes)[1]
-        rest = bvh.rest_positions() @ up
         try:
-            unit, how = guess_unit_scale(float(rest.max() - rest.min()))
+            unit, how = guess_unit_scale(leg_length(raw, found), map_name)
         except ValueError as err:
             raise ClipError(f"{name}: {err}") from None
     else:
         unit, how = float(scale), "given"
-    positions = map_to_skeleton(bvh.positions(), found, name) * unit
+    positions = positions * unit
     positions = to_y_up(positions, axes)
     if canonicalize:
         positions = canonical_facing(positions, name)
@@ -321,5 +358,5 @@ def read_item(item: BvhItem, joint_map: str | JointMap | None = "auto", scale: f
                  meta={"file": path.name, "joint_map": map_name, "unit_scale_m": unit, "units": how})]
 
 
-__all__ = ["BvhItem", "BvhMotion", "list_items", "map_to_skeleton", "parse_bvh", "read_bvh", "read_item",
-           "resolve_joint_map"]
+__all__ = ["KNOWN_UNITS", "REFERENCE_LEG_M", "BvhItem", "BvhMotion", "guess_unit_scale", "leg_length", "list_items",
+           "map_to_skeleton", "parse_bvh", "read_bvh", "read_item", "resolve_joint_map"]

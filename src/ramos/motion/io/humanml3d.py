@@ -7,6 +7,10 @@
 
 Captions become ``Clip.captions``; their spans and POS tokens stay in ``meta`` (``caption_spans``,
 ``caption_tokens``), with ``split`` and ``mirrored``. HumanML3D has no action labels.
+
+Every HumanML3D motion has captions, so a missing or empty caption file is recorded in
+``meta["warnings"]``, and ids of the split files without a motion file in the listing's ``notes``;
+``ramos data prepare`` lists both in the manifest.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ramos.motion.clip import Clip, ClipError
-from ramos.motion.io._common import check_positions, load_npy, read_text
+from ramos.motion.io._common import ItemList, check_positions, load_npy, note, read_text
 from ramos.motion.skeleton import HUMANML3D
 
 FPS = 20.0
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+MAX_FRAMES = 72_000
+"""Longest motion read (an hour at 20 fps; HumanML3D's are seconds to minutes): a bound against
+corrupt headers, raised with the reader option ``max_frames``."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class HumanML3DItem:
 
 
 def _read_splits(root: Path) -> dict[str, str]:
+    """Id -> split from the split files present (the first file listing an id wins)."""
     split_of: dict[str, str] = {}
     for split in SPLITS:
         f = root / f"{split}.txt"
@@ -46,7 +54,7 @@ def _read_splits(root: Path) -> dict[str, str]:
 
 
 def list_items(root: Path | str, include_mirrored: bool = True,
-               splits: tuple[str, ...] | None = None) -> list[HumanML3DItem]:
+               splits: tuple[str, ...] | None = None) -> ItemList:
     """Motions under ``root/new_joints``.
 
     Args:
@@ -54,6 +62,10 @@ def list_items(root: Path | str, include_mirrored: bool = True,
         include_mirrored: keep ``M``-prefixed mirrored copies (off when mirroring is done later).
         splits: keep only these splits (ids absent from every split file have split None and are
             kept only when ``splits`` is None).
+
+    Returns:
+        the items; their ``notes`` name each id of a split file (one that these options would
+        keep) that has no ``new_joints/<id>.npy`` (code ``missing_motion``).
     """
     root = Path(root)
     joints = root / "new_joints"
@@ -61,7 +73,8 @@ def list_items(root: Path | str, include_mirrored: bool = True,
         raise FileNotFoundError(f"{joints}: no such folder (expected a HumanML3D root with new_joints/)")
     split_of = _read_splits(root)
     items = []
-    for path in sorted(joints.glob("*.npy")):
+    paths = sorted(joints.glob("*.npy"))
+    for path in paths:
         sid = path.stem
         mirrored = sid.startswith("M")
         if mirrored and not include_mirrored:
@@ -72,7 +85,13 @@ def list_items(root: Path | str, include_mirrored: bool = True,
             continue
         text = root / "texts" / f"{sid}.txt"
         items.append(HumanML3DItem(str(path), str(text) if text.is_file() else None, sid, split, mirrored))
-    return items
+    on_disk = {p.stem for p in paths}
+    notes = [note(sid, "missing_motion", f"{sid}: listed in {root / (split + '.txt')} but "
+                                         f"{joints / (sid + '.npy')} does not exist")
+             for sid, split in split_of.items()
+             if sid not in on_disk and (include_mirrored or not sid.startswith("M"))
+             and (splits is None or split in splits)]
+    return ItemList(items, notes)
 
 
 def parse_texts(text: str, name: str) -> tuple[list[str], list[list[float]], list[str]]:
@@ -101,16 +120,26 @@ def parse_texts(text: str, name: str) -> tuple[list[str], list[list[float]], lis
     return captions, spans, tokens
 
 
-def read_item(item: HumanML3DItem) -> list[Clip]:
-    """One motion with its captions (20 fps, already metres / y up / HumanML3D orientation)."""
+def read_item(item: HumanML3DItem, max_frames: int = MAX_FRAMES) -> list[Clip]:
+    """One motion with its captions (20 fps, already metres / y up / HumanML3D orientation).
+
+    ``meta["mirrored"]`` is True for the ``M``-prefixed left/right mirrored copies; ``meta["warnings"]``
+    holds a ``no_captions`` / ``empty_captions`` note when the caption file is missing or empty.
+    ``max_frames`` bounds the frame count, read from the ``.npy`` header before any data.
+    """
     path = Path(item.path)
-    positions = check_positions(load_npy(path), str(path), HUMANML3D.num_joints)
+    positions = check_positions(load_npy(path, max_frames=max_frames), str(path), HUMANML3D.num_joints)
     captions: list[str] = []
     spans: list[list[float]] = []
     tokens: list[str] = []
-    if item.text_path is not None:
+    warnings = []
+    if item.text_path is None:
+        warnings.append(note(str(path), "no_captions", f"{path}: no caption file texts/{item.source_id}.txt"))
+    else:
         tpath = Path(item.text_path)
         captions, spans, tokens = parse_texts(read_text(tpath), str(tpath))
+        if not captions:
+            warnings.append(note(str(path), "empty_captions", f"{path}: caption file {tpath} holds no caption"))
     return [Clip(positions=positions, fps=FPS, source_id=item.source_id, source="humanml3d", captions=captions,
                  labels=[], meta={"split": item.split, "mirrored": item.mirrored, "caption_spans": spans,
-                                  "caption_tokens": tokens, "file": path.name})]
+                                  "caption_tokens": tokens, "file": path.name, "warnings": warnings})]

@@ -35,21 +35,28 @@ class AugmentConfig:
 
     Attributes:
         mirror: add a left/right mirrored copy of every training clip.
-        copies: extra randomly sped-up/slowed-down and yawed copies per training clip (and mirror).
+        copies: extra randomly sped-up/slowed-down and yawed copies per training clip (and mirror);
+            None: as many as ``min_train_windows`` asks for.
+        min_train_windows: with ``copies: None``, a training split of fewer windows than this gets
+            enough copies to reach about this many (0: none). 3,000: the embedded set's size, on which the
+            training budgets (optimiser steps) were tuned; a 60-clip set otherwise trains on ~50 windows,
+            which its motion VAE learns by heart (docs/motion_vae.md, "Training budgets"). HumanML3D-sized
+            sets (23,000 training windows) get none. The manifest's ``augmentation`` says what was done.
         min_speed: slowest speed factor of a copy (0.8: plays 20 % slower).
         max_speed: fastest speed factor of a copy.
         yaw_deg: copies are turned about the vertical axis by a uniform angle in [-yaw_deg, yaw_deg]
-            after normalisation (0 keeps every window facing +z).
+            after normalisation (0 keeps every window facing +z); the original windows are never turned.
         loop_seconds: clips whose ``meta["loop"] == "wrap"`` are looped up to this length (0: off).
         seed: seed of the copies' random draws (mixed with the clip id, so results do not depend
             on worker scheduling).
     """
 
     mirror: bool = True
-    copies: int = 0
+    copies: int | None = None
+    min_train_windows: int = 3000
     min_speed: float = 0.8
     max_speed: float = 1.25
-    yaw_deg: float = 0.0
+    yaw_deg: float = 15.0
     loop_seconds: float = 0.0
     seed: int = 0
 

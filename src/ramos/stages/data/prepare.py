@@ -8,6 +8,7 @@ is written into a temporary folder that is renamed into place only when complete
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import inspect
@@ -33,19 +34,21 @@ from ramos.motion.clip import Clip, ClipError
 from ramos.motion.dataset import SPLITS, DataError, Split
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.stages.data.config import PrepareConfig
-from ramos.stages.data.process import ClipProcessor, ClipResult, ClipWindows, Rejection, hash_split
+from ramos.stages.data.process import ClipProcessor, ClipResult, ClipWindows, Rejection, copies_for, hash_split
 from ramos.utils.atomic import atomic_dir, write_json, write_text
 from ramos.utils.config import to_dict
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-PROCESSING_VERSION = 2
+PROCESSING_VERSION = 3
 """Bumped when processing changes the windows a config gives (2: augmented copies keep the bone
-lengths), so that cached data sets prepared by older code are not reused."""
+lengths; 3: embedded-set captions, BABEL segment labels, HumanML3D mirrored flags), so that cached data
+sets prepared by older code are not reused."""
 
-# Errors a bad source file may raise from inside a reader (ClipError is a ValueError). Anything
-# else is a bug and stops the run.
+# Errors a bad source file is expected to raise from inside a reader (ClipError is a ValueError).
+# Anything else (MemoryError from a hostile header, a reader bug tripped by one odd file) still
+# only rejects that item, with its exception type in the reason: one file never aborts a batch.
 _ITEM_ERRORS = (ValueError, OSError, KeyError, IndexError, EOFError, UnicodeDecodeError)
 
 
@@ -201,38 +204,64 @@ def _split_for(clip: Clip, job: _Job) -> Split | None:
     return hash_split(clip.source_id, job.cfg.split.val_ratio, job.cfg.split.test_ratio)
 
 
-def _process_item(item: Any) -> tuple[str, list[ClipResult]]:
-    """Worker: read one source item and process its clips (errors become rejections)."""
+def _reason(name: str, exc: BaseException) -> str:
+    """One line naming the file: a ClipError's own message, else the exception type and text."""
+    if isinstance(exc, ClipError):
+        text = str(exc)
+    elif isinstance(exc, MemoryError):
+        text = f"{name}: MemoryError: not enough memory to read it (corrupt header or oversized file?)"
+    else:
+        text = f"{name}: {type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def _process_item(item: Any) -> tuple[str, list[ClipResult], list[dict[str, str]]]:
+    """Worker: read one source item and process its clips (any error of the item becomes a rejection).
+
+    Returns the item's name, one result per clip, and the reader's warnings (``clip.meta["warnings"]``).
+    """
     assert _JOB is not None and _PROCESSOR is not None
     # An item is a path, or a reader's record holding one (e.g. HumanML3D's motion and caption files).
     name = str(getattr(item, "path", item))
     reader = _get_reader(_JOB.reader)
     try:
         got = reader.read_item(item, **_accepted(reader.read_item, _JOB.reader_opts))
-    except _ITEM_ERRORS as exc:
-        reason = str(exc) if isinstance(exc, ClipError) else f"{name}: {type(exc).__name__}: {exc}"
-        return name, [ClipResult(_empty(_JOB), [Rejection(name, "read_error", " ".join(reason.split()))])]
+    except Exception as exc:  # one bad item (even a MemoryError) must not abort the batch
+        if not isinstance(exc, _ITEM_ERRORS):
+            log.debug("unexpected error reading %s", name, exc_info=True)
+        return name, [ClipResult(_empty(_JOB), [Rejection(name, "read_error", _reason(name, exc))])], []
     clips = got if isinstance(got, list) else [got]
     results = []
+    warnings: list[dict[str, str]] = []
     for clip in clips:
+        warnings.extend(clip.meta.get("warnings") or [])
         split = _split_for(clip, _JOB)
         if split is None and _JOB.cfg.split.method != "segment":
-            results.append(ClipResult(_empty(_JOB), [Rejection(clip.source_id, "no_split",
-                                                               f"{clip.source_id}: not listed in any split file")]))
-            continue
-        try:
-            results.append(_PROCESSOR.process(clip, split, item=clip.source_id))
-        except ValueError as exc:  # e.g. a pose whose facing cannot be told (all joints in a line)
-            results.append(ClipResult(_empty(_JOB), [Rejection(clip.source_id, "invalid_motion",
-                                                               f"{clip.source_id}: {exc}")]))
-    return name, results
+            res = ClipResult(_empty(_JOB), [Rejection(clip.source_id, "no_split",
+                                                      f"{clip.source_id}: not listed in any split file")])
+        else:
+            try:
+                res = _PROCESSOR.process(clip, split, item=clip.source_id)
+            except Exception as exc:  # noqa: BLE001 - e.g. a pose whose facing cannot be told (all in a line)
+                res = ClipResult(_empty(_JOB), [Rejection(clip.source_id, "invalid_motion",
+                                                          _reason(clip.source_id, exc))])
+        if clip.meta.get("mirrored"):
+            # The source's own mirrored copy (HumanML3D's M* files) is not motion as captured, and
+            # neither is our mirror of it: that reproduces the original, already in the set as its own clip.
+            for m in res.windows.meta:
+                m["mirrored"] = True
+        annotation = clip.meta.get("annotation")
+        res.annotation = {**annotation, "clip_id": clip.source_id} if annotation else None
+        results.append(res)
+    return name, results, warnings
 
 
 def _empty(job: _Job) -> ClipWindows:
     return ClipWindows.empty(job.cfg.window, job.skeleton.num_joints)
 
 
-def _results(items: list[Any], job: _Job, workers: int) -> Iterator[tuple[str, list[ClipResult]]]:
+def _results(items: list[Any], job: _Job, workers: int) -> Iterator[tuple[str, list[ClipResult],
+                                                                         list[dict[str, str]]]]:
     if workers <= 1:
         _init_worker(job)
         yield from map(_process_item, items)
@@ -257,13 +286,15 @@ class PrepareSummary:
     clips: int
     items: int
     rejections: Counter[str]
+    warnings: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
         """The one-line summary printed by ``ramos data prepare``."""
         per_split = " / ".join(f"{s} {self.windows.get(s, 0)}" for s in SPLITS)
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items())) or "none"
+        warned = ", ".join(f"{k} {v}" for k, v in sorted(self.warnings.items()))
         return (f"prepared {sum(self.windows.values())} windows ({per_split}) from {self.clips} clips "
-                f"of {self.items} items; skipped: {skipped} -> {self.path}")
+                f"of {self.items} items; skipped: {skipped}{'; warnings: ' + warned if warned else ''} -> {self.path}")
 
 
 def prepare_dataset(source: str, out: str | os.PathLike[str], cfg: PrepareConfig | None = None,
@@ -273,7 +304,9 @@ def prepare_dataset(source: str, out: str | os.PathLike[str], cfg: PrepareConfig
                     reader: Any = None) -> PrepareSummary:
     """Read every item of ``source`` under ``root``, process it with ``cfg`` and write the data set to ``out``.
 
-    Bad items are skipped and listed in the manifest; :class:`DataError` only when no window is left.
+    Bad items are skipped and listed in the manifest (``rejections``), as are the readers' warnings
+    (``warnings``: missing captions, split ids without a motion file, files that hold no motion);
+    :class:`DataError` when no window, or no training window, is left (and nothing is written).
     ``items`` overrides the reader's ``list_items`` (tests, subsets); ``reader`` replaces the
     registered reader of ``source`` by a picklable object with ``list_items``/``read_item``.
     ``workers`` defaults to all cores.
@@ -283,11 +316,14 @@ def prepare_dataset(source: str, out: str | os.PathLike[str], cfg: PrepareConfig
     opts = {**cfg.reader, **(reader_opts or {})}
     reader_obj = _get_reader(reader if reader is not None else source)
     _check_options(reader_obj, opts)
+    notes: list[dict[str, str]] = []
     if items is None:
         try:
-            items = list(reader_obj.list_items(root_path, **_accepted(reader_obj.list_items, opts)))
+            listed = reader_obj.list_items(root_path, **_accepted(reader_obj.list_items, opts))
         except ClipError as exc:
             raise DataError(str(exc)) from exc
+        notes = list(getattr(listed, "notes", []))  # see ramos.motion.io._common.ItemList
+        items = list(listed)
     if not items:
         raise DataError(f"{root_path or source}: no motion files found for source {source!r}")
     split_of = _read_split_files(root_path) if cfg.split.method == "files" else None
@@ -297,24 +333,44 @@ def prepare_dataset(source: str, out: str | os.PathLike[str], cfg: PrepareConfig
     started = _dt.datetime.now(_dt.timezone.utc)
     with atomic_dir(out_path) as tmp:
         state = _write_windows(tmp, items, job, workers, progress)
+        state, augmentation = _augment_small_set(tmp, items, job, workers, progress, state)
+        state.warnings[:0] = notes
+        _log_warnings(state.warnings)
         if cfg.filters.min_label_count > 0:
             _drop_rare_labels(tmp, state, cfg.filters.min_label_count)
         n = state.counts_total()
+        codes = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.code for r in state.rejections).items()))
         if n == 0:
-            codes = ", ".join(f"{k} {v}" for k, v in sorted(Counter(r.code for r in state.rejections).items()))
             first = state.rejections[0].reason if state.rejections else "no clips"
             raise DataError(f"nothing usable in {len(items)} {source} item(s) ({codes}); first: {first}")
+        if not state.split_counts.get("train"):
+            # Raised inside atomic_dir: the temporary folder goes, no half-written data set is left.
+            per_split = ", ".join(f"{s} {state.split_counts.get(s, 0)}" for s in SPLITS)
+            raise DataError(f"0 training windows from {len(items)} {source} item(s) ({per_split}; skipped: "
+                            f"{codes or 'none'}): nothing to train on")
         stats = _training_stats(tmp, state.split_counts)
         np.savez(tmp / "stats.npz", **stats)
         write_text(tmp / "skeleton.json", json.dumps(skeleton.to_dict(), indent=1) + "\n")
         summary = PrepareSummary(out_path, dict(state.split_counts), state.clips, len(items),
-                                 Counter(r.code for r in state.rejections))
-        write_json(tmp / "manifest.json", _manifest(source, root_path, cfg, state, summary, started))
+                                 Counter(r.code for r in state.rejections), Counter(w["code"] for w in state.warnings))
+        write_json(tmp / "manifest.json", {**_manifest(source, root_path, cfg, state, summary, started),
+                                            "augmentation": augmentation})
     return summary
+
+
+def _log_warnings(warnings: list[dict[str, str]]) -> None:
+    """One logged line per warning code (a large set may have thousands), with its first example."""
+    by_code: dict[str, list[dict[str, str]]] = {}
+    for w in warnings:
+        by_code.setdefault(w["code"], []).append(w)
+    for code, ws in by_code.items():
+        more = f" (and {len(ws) - 1} more like it)" if len(ws) > 1 else ""
+        log.warning("%s: %s%s", code, ws[0]["reason"], more)
 
 
 # Per-clip peak joint speeds go into a fixed histogram (not a list) so memory stays flat.
 SPEED_BINS = np.linspace(0.0, 40.0, 161)
+UNMATCHED_EXAMPLES = 20  # ids of clips a label set did not match, listed in the manifest (bounded)
 
 
 @dataclass
@@ -327,6 +383,21 @@ class _WriteState:
     trimmed_frames: int = 0
     max_speed_seen: float = 0.0
     speed_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(SPEED_BINS) - 1, np.int64))
+    warnings: list[dict[str, str]] = field(default_factory=list)  # {"item", "code", "reason"}
+    # Per external label set (BABEL): clips it matched and did not, with the first few unmatched ids.
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def count_annotation(self, annotation: dict[str, Any] | None) -> None:
+        if not annotation:
+            return
+        entry = self.annotations.setdefault(str(annotation.get("set")),
+                                            {"matched": 0, "unmatched": 0, "unmatched_examples": []})
+        if annotation.get("matched"):
+            entry["matched"] += 1
+        else:
+            entry["unmatched"] += 1
+            if len(entry["unmatched_examples"]) < UNMATCHED_EXAMPLES:
+                entry["unmatched_examples"].append(annotation.get("clip_id"))
 
     def counts_total(self) -> int:
         return sum(self.split_counts.values())
@@ -341,8 +412,10 @@ def _write_windows(tmp: Path, items: list[Any], job: _Job, workers: int, progres
         with open(tmp / "meta.jsonl", "w", encoding="utf-8") as meta_file:
             bar = tqdm(_results(items, job, workers), total=len(items), desc=f"prepare {job.source}",
                        unit="item", disable=not progress or None, dynamic_ncols=True)
-            for _, results in bar:
+            for _, results, warnings in bar:
+                state.warnings.extend(warnings)
                 for res in results:
+                    state.count_annotation(res.annotation)
                     state.rejections.extend(res.rejections)
                     state.trimmed_frames += res.trimmed_frames
                     if res.max_speed_mps > 0:
@@ -365,11 +438,50 @@ def _write_windows(tmp: Path, items: list[Any], job: _Job, workers: int, progres
                             state.label_windows[m["labels"][0]] += 1
                     meta_file.write(buf.getvalue())
                     state.clips += 1
-                    state.label_clips.update(set(w.meta[0]["labels"]))
+                    # Windows of one clip may differ in labels (frame-level labels such as BABEL's);
+                    # mirrored windows are left out, as they always were, so the vocabulary holds
+                    # the labels of real motion.
+                    state.label_clips.update({lab for m in w.meta if not m.get("mirrored") for lab in m["labels"]})
     finally:
         windows.close()
         lengths.close()
     return state
+
+
+def _augment_small_set(tmp: Path, items: list[Any], job: _Job, workers: int, progress: bool,
+                       state: _WriteState) -> tuple[_WriteState, dict[str, Any]]:
+    """With ``augment.copies: None``, write the windows again with speed/yaw copies when the training
+    split (written without copies: the first pass counts it) is smaller than ``augment.min_train_windows``;
+    returns the state and the manifest's ``augmentation`` record."""
+    aug = job.cfg.augment
+    before = int(state.split_counts.get("train", 0))
+    copies = copies_for(before, aug)
+    record: dict[str, Any] = {"copies": copies, "min_train_windows": aug.min_train_windows,
+                              "train_windows_without_copies": None if aug.copies else before}
+    if aug.copies is not None:
+        record["reason"] = "set by augment.copies"
+        return state, record
+    if copies == 0:
+        record["reason"] = f"{before} training windows, augment.min_train_windows {aug.min_train_windows}: none needed"
+        return state, record
+    # Sped-up copies of pieces near min_frames fall under it and are dropped, so a copy adds fewer
+    # windows than an original (a 60-clip set of 2-10 s pieces: 78 %): one more pass scales by the
+    # count it got.
+    log.info("%d training windows < augment.min_train_windows %d: %d speed/yaw copies per training clip",
+             before, aug.min_train_windows, copies)
+    for again in (True, False):
+        cfg = dataclasses.replace(job.cfg, augment=dataclasses.replace(aug, copies=copies))
+        state = _write_windows(tmp, items, dataclasses.replace(job, cfg=cfg), workers, progress)
+        got = int(state.split_counts.get("train", 0))
+        if not again or got >= 0.9 * aug.min_train_windows:
+            break
+        more = copies_for(got, aug, counted_with=copies)
+        log.info("%d copies gave %d training windows: %d copies instead", copies, got, more)
+        copies = more
+    record["copies"] = copies
+    record["reason"] = (f"{before} training windows < augment.min_train_windows {aug.min_train_windows}: "
+                        f"{copies} copies per training clip give {state.split_counts.get('train', 0)}")
+    return state, record
 
 
 def _drop_rare_labels(tmp: Path, state: _WriteState, k: int) -> None:
@@ -457,11 +569,14 @@ def _manifest(source: str, root: Path | None, cfg: PrepareConfig, state: _WriteS
             "windows_total": sum(summary.windows.values()),
             "windows_per_label": dict(sorted(state.label_windows.items())),
             "rejections_by_code": dict(sorted(summary.rejections.items())),
+            "warnings_by_code": dict(sorted(summary.warnings.items())),
             "trimmed_frames": state.trimmed_frames,
         },
         "labels": labels,
+        **({"annotations": state.annotations} if state.annotations else {}),
         "clip_peak_speed_hist": {"bin_edges_mps": SPEED_BINS.tolist(), "counts": state.speed_hist.tolist()},
         "rejections": [r.to_dict() for r in state.rejections],
+        "warnings": state.warnings,
         "versions": {"ramos": ramos.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
                      "python": platform.python_version()},
     }

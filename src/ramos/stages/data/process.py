@@ -35,7 +35,7 @@ from ramos.motion.preprocess import (
     window_starts,
 )
 from ramos.motion.skeleton import Skeleton
-from ramos.stages.data.config import PrepareConfig, SplitConfig
+from ramos.stages.data.config import AugmentConfig, PrepareConfig, SplitConfig
 
 
 @dataclass
@@ -71,6 +71,7 @@ class ClipResult:
     rejections: list[Rejection] = field(default_factory=list)
     trimmed_frames: int = 0
     max_speed_mps: float = 0.0
+    annotation: dict[str, Any] | None = None  # the clip's meta["annotation"]: which label set matched it
 
 
 def hash_split(clip_id: str, val_ratio: float, test_ratio: float) -> Split:
@@ -81,6 +82,20 @@ def hash_split(clip_id: str, val_ratio: float, test_ratio: float) -> Split:
     if u < val_ratio + test_ratio:
         return "test"
     return "train"
+
+
+def copies_for(train_windows: int, aug: AugmentConfig, counted_with: int = 0) -> int:
+    """Speed/yaw copies per training clip (and mirror): ``aug.copies`` when set; else enough to bring a
+    training split of ``train_windows`` windows, counted with ``counted_with`` copies, up to about
+    ``aug.min_train_windows``, and none for a split already that large without copies. Copies multiply
+    the windows of every clip about alike, so a count is enough to scale them."""
+    if aug.copies is not None:
+        return aug.copies
+    if aug.min_train_windows <= 0 or train_windows <= 0:
+        return counted_with
+    if counted_with == 0 and train_windows >= aug.min_train_windows:
+        return 0
+    return max(counted_with, math.ceil((1 + counted_with) * aug.min_train_windows / train_windows) - 1)
 
 
 def segment_bounds(num_frames: int, fps: float, cfg: SplitConfig) -> dict[Split, tuple[int, int]]:
@@ -121,10 +136,15 @@ class ClipProcessor:
             return result
         if cfg.label_map:
             clip.labels = [cfg.label_map.get(label, label) for label in clip.labels]
+            if clip.meta.get("segments"):
+                clip.meta["segments"] = [{**seg, "labels": [cfg.label_map.get(x, x) for x in seg["labels"]]}
+                                         for seg in clip.meta["segments"]]
         hit = excluded_by(clip, self.exclude)
         if hit is not None:
             result.rejections.append(Rejection(name, "excluded_motion", f"{name}: matches exclusion list ({hit!r})"))
             return result
+        keep = self._cut_excluded_segments(clip, name, result)
+        cut = keep != [(0, clip.num_frames)]
         if cfg.split.method == "segment":
             bounds = segment_bounds(clip.num_frames, clip.fps, cfg.split)
             train_src = clip.positions[slice(*bounds["train"])]
@@ -133,21 +153,23 @@ class ClipProcessor:
             parts = []
             for s in SPLITS:
                 a, b = bounds[s]
-                if b - a >= 2:
-                    parts.append((s, clip.positions[a:b], a))
+                pieces = [(max(a, x), min(b, y)) for x, y in keep if min(b, y) - max(a, x) >= 2]
+                if pieces:
+                    parts += [(s, clip.positions[x:y], x) for x, y in pieces]
                 else:
+                    frames = sum(max(0, min(b, y) - max(a, x)) for x, y in keep)
                     result.rejections.append(Rejection(f"{name}[{s}]", "too_short",
-                                                       f"{name}: {s} segment has {max(0, b - a)} source frames"))
+                                                       f"{name}: {s} segment has {frames} source frames"))
         else:
             if split is None:
                 raise ValueError("a split is required unless split.method is 'segment'")
             floor = floor_height(clip.positions, self.skeleton, cfg.floor) if cfg.normalize else 0.0
-            parts = [(split, clip.positions, 0)]
+            parts = [(split, clip.positions[a:b], a) for a, b in keep]
         chunks = []
         for s, src, src_start in parts:
             positions = resample(src, clip.fps, cfg.fps)
             positions[..., self.skeleton.up_axis] -= floor
-            chunks.append(self._split_part(clip, s, positions, src_start, name, result))
+            chunks.append(self._split_part(clip, s, positions, src_start, name, result, cut))
         result.windows = _concat(chunks, cfg.window, self.skeleton.num_joints)
         return result
 
@@ -156,10 +178,40 @@ class ClipProcessor:
             return self.cfg.split.holdout_min_frames
         return self.cfg.min_frames
 
+    def _cut_excluded_segments(self, clip: Clip, name: str, result: ClipResult) -> list[tuple[int, int]]:
+        """Source-frame ranges [start, end) left after cutting out every frame segment of the clip
+        (``meta["segments"]``) whose label or raw label matches the exclusion list.
+
+        A labelled segment is a few seconds of a long sequence (a backflip in a gymnastics take):
+        cutting it keeps the rest of the take, while dropping the take would lose minutes of
+        ordinary motion for seconds of a rare one. Segment bounds are rounded outwards.
+        """
+        n = clip.num_frames
+        segments = clip.meta.get("segments") or []
+        if self.exclude is None or not segments:
+            return [(0, n)]
+        excluded = np.zeros(n, bool)
+        for seg in segments:
+            hit = next((t for t in [*seg["labels"], seg.get("raw_label", "")] if t and self.exclude.search(t)), None)
+            if hit is None:
+                continue
+            a = max(0, math.floor(seg["start_s"] * clip.fps))
+            b = min(n, math.ceil(seg["end_s"] * clip.fps) + 1)
+            if a >= b:
+                continue
+            excluded[a:b] = True
+            result.rejections.append(Rejection(f"{name}@{seg['start_s']:g}-{seg['end_s']:g}s", "excluded_motion",
+                                               f"{name}: {seg['start_s']:g}-{seg['end_s']:g} s labelled {hit!r} "
+                                               "(exclusion list) cut out"))
+        edges = np.flatnonzero(np.diff(np.concatenate([[True], excluded, [True]]).astype(np.int8)))
+        return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
     def _split_part(self, clip: Clip, split: Split, positions: np.ndarray, src_start: int, name: str,
-                    result: ClipResult) -> ClipWindows:
+                    result: ClipResult, cut: bool = False) -> ClipWindows:
         cfg = self.cfg
         tag = name if cfg.split.method != "segment" else f"{name}[{split}]"
+        if cut:  # one of several pieces left by the exclusion of labelled segments
+            tag += f"@{src_start / clip.fps:g}s"
         min_frames = self._min_frames(split)
         if positions.shape[0] < min_frames:
             result.rejections.append(Rejection(tag, "too_short",
@@ -185,7 +237,7 @@ class ClipProcessor:
                 return ClipWindows.empty(cfg.window, self.skeleton.num_joints)
         out = []
         for a, b in pieces:
-            out.append(self._windows_of(clip, split, positions[a:b], a, src_start, len(pieces) == 1))
+            out.append(self._windows_of(clip, split, positions[a:b], a, src_start, len(pieces) == 1 and not cut))
         return _concat(out, cfg.window, self.skeleton.num_joints)
 
     def _variants(self, clip: Clip, split: Split, positions: np.ndarray,
@@ -207,7 +259,7 @@ class ClipProcessor:
         rng = np.random.default_rng([aug.seed, int(stable_fraction(clip.source_id) * 2**32)])
         for mirrored in mirrors:
             base = mirror(positions, self.skeleton) if mirrored else positions
-            for copy in range(1 + (aug.copies if split == "train" else 0)):
+            for copy in range(1 + ((aug.copies or 0) if split == "train" else 0)):
                 speed, yaw, phase = 1.0, 0.0, 0
                 if copy > 0:
                     speed = float(math.exp(rng.uniform(math.log(aug.min_speed), math.log(aug.max_speed))))
@@ -233,6 +285,8 @@ class ClipProcessor:
         cfg = self.cfg
         wins, lengths, metas = [], [], []
         captions_m = None
+        segments = clip.meta.get("segments") or []
+        annotated = bool(segments) or "raw_labels" in clip.meta
         for p, info in self._variants(clip, split, positions, whole):
             for start in window_starts(p.shape[0], cfg.window, cfg.stride):
                 seg = p[start:start + cfg.window]
@@ -247,10 +301,24 @@ class ClipProcessor:
                 lengths.append(length)
                 if info["mirrored"] and captions_m is None:
                     captions_m = [mirror_text(c) for c in clip.captions]
+                labels, raw = list(clip.labels), list(clip.meta.get("raw_labels", []))
+                if segments:
+                    # Source time (s) of each valid frame of the window: through the part's offset,
+                    # the piece's start, the copy's speed and (looped copies) the cycle.
+                    frames = (start + np.arange(length)) * info["speed"]
+                    if info["looped"]:
+                        frames = frames % positions.shape[0]
+                    times = src_start / clip.fps + (piece_start + frames) / cfg.fps
+                    seg_labels, seg_raw = segment_labels(segments, times)
+                    labels = [*seg_labels, *(x for x in labels if x not in seg_labels)]
+                    raw = [*seg_raw, *(x for x in raw if x not in seg_raw)]
+                if info["mirrored"]:
+                    # A mirrored "turn_left" is a right turn: labels are mirrored like captions.
+                    labels, raw = [mirror_text(x) for x in labels], [mirror_text(x) for x in raw]
                 metas.append({
                     "clip_id": clip.source_id, "source": clip.source, "split": split,
-                    # A mirrored "turn_left" is a right turn: labels are mirrored like captions.
-                    "labels": [mirror_text(x) for x in clip.labels] if info["mirrored"] else list(clip.labels),
+                    "labels": labels,
+                    **({"raw_labels": raw} if annotated else {}),
                     "captions": captions_m if info["mirrored"] else list(clip.captions),
                     "start": int(start), "piece_start": int(piece_start),
                     "piece_frames": int(positions.shape[0]),
@@ -260,6 +328,33 @@ class ClipProcessor:
         if not wins:
             return ClipWindows.empty(cfg.window, self.skeleton.num_joints)
         return ClipWindows(np.stack(wins), np.asarray(lengths, np.int32), metas)
+
+
+def segment_labels(segments: Sequence[dict[str, Any]], times: np.ndarray) -> tuple[list[str], list[str]]:
+    """Labels and raw labels of the frame segments covering ``times`` (seconds), most frames first.
+
+    ``segments`` are ``{"start_s", "end_s", "labels", "raw_label"}`` (a clip's ``meta["segments"]``);
+    a frame at ``t`` is covered when ``start_s <= t < end_s``. A label's count is the number of
+    frames any of its segments covers, so overlapping segments (several annotators) are not
+    counted twice; ties keep the order of the segments. The first label is the window's class
+    (``MotionDataset.label_id``).
+    """
+    cover: dict[str, np.ndarray] = {}
+    raw_cover: dict[str, np.ndarray] = {}
+    for seg in segments:
+        inside = (times >= seg["start_s"]) & (times < seg["end_s"])
+        if not inside.any():
+            continue
+        for lab in seg["labels"]:
+            cover[lab] = cover[lab] | inside if lab in cover else inside
+        raw = seg.get("raw_label", "")
+        if raw:
+            raw_cover[raw] = raw_cover[raw] | inside if raw in raw_cover else inside
+
+    def ranked(c: dict[str, np.ndarray]) -> list[str]:
+        return [k for k, _ in sorted(c.items(), key=lambda kv: -int(kv[1].sum()))]  # stable: ties keep order
+
+    return ranked(cover), ranked(raw_cover)
 
 
 def _concat(parts: Sequence[ClipWindows], window: int, num_joints: int) -> ClipWindows:

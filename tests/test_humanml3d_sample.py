@@ -1,0 +1,96 @@
+"""scripts/make_humanml3d_sample.py: a real HumanML3D-layout folder from the embedded clips, read by the humanml3d reader."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ramos.motion.io import READERS, builtin
+from ramos.motion.preprocess import mirror, mirror_text
+from ramos.motion.skeleton import HUMANML3D as S
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_humanml3d_sample.py"
+LINE = re.compile(r"^[^#]+#[^\s#/]+/[A-Z]+( [^\s#/]+/[A-Z]+)*#0\.0#0\.0$")  # caption#tok/POS tok/POS#0.0#0.0
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_humanml3d_sample", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    return _script().build(tmp_path_factory.mktemp("h3d") / "HumanML3D", seed=0)
+
+
+def test_layout(sample: Path) -> None:
+    ids = sorted(p.stem for p in (sample / "new_joints").glob("*.npy"))
+    originals = [i for i in ids if not i.startswith("M")]
+    assert 50 <= len(ids) <= 70 and len(ids) == 2 * len(originals)
+    assert sorted(p.stem for p in (sample / "texts").glob("*.txt")) == ids
+    assert not list(sample.parent.glob(f".{sample.name}*"))  # the temporary folder was renamed away
+    for sid in originals:
+        pos = np.load(sample / "new_joints" / f"{sid}.npy", allow_pickle=False)
+        assert pos.dtype == np.float32 and pos.shape[1:] == (22, 3), sid
+        assert 40 <= pos.shape[0] <= 200, sid  # 2-10 s at 20 fps
+        assert abs(pos[..., 1].min()) < 1e-5, sid  # floor at y = 0
+        np.testing.assert_allclose(pos[0, 0, [0, 2]], 0.0, atol=1e-5)
+        bones = S.bone_lengths(pos)
+        assert (bones.max(0) - bones.min(0)).max() < 1e-3, sid
+        m = np.load(sample / "new_joints" / f"M{sid}.npy", allow_pickle=False)
+        np.testing.assert_allclose(m, mirror(pos, S), atol=1e-6)
+        lines = (sample / "texts" / f"{sid}.txt").read_text(encoding="utf-8").splitlines()
+        mlines = (sample / "texts" / f"M{sid}.txt").read_text(encoding="utf-8").splitlines()
+        assert len(lines) >= 3 and all(LINE.match(x) for x in lines + mlines), sid
+        assert mlines == [mirror_text(x) for x in lines], sid
+
+
+def test_splits_by_clip(sample: Path) -> None:
+    splits = {s: (sample / f"{s}.txt").read_text(encoding="utf-8").split() for s in ("train", "val", "test")}
+    listed = [i for ids in splits.values() for i in ids]
+    assert len(listed) == len(set(listed)) == len(list((sample / "new_joints").glob("*.npy")))
+    split_of = {i: s for s, ids in splits.items() for i in ids}
+    index = json.loads((sample / "SAMPLE.json").read_text(encoding="utf-8"))["motions"]
+    clip_split: dict[str, set[str]] = {}
+    for m in index:
+        assert split_of[m["id"]] == split_of["M" + m["id"]] == m["split"]
+        clip_split.setdefault(m["clip"], set()).add(m["split"])
+    assert all(len(s) == 1 for s in clip_split.values())  # every piece of a clip in one split
+    n = {s: sum(x == {s} for x in clip_split.values()) for s in splits}
+    assert n["val"] >= 1 and n["test"] >= 1 and n["train"] >= 0.7 * len(clip_split)
+    assert all(splits["train"].index("M" + i) == splits["train"].index(i) + 1 for i in splits["train"]
+               if not i.startswith("M"))  # an M id follows its original
+
+
+def test_reader_reads_it_with_captions(sample: Path) -> None:
+    reader = READERS["humanml3d"]
+    items = reader.list_items(sample)
+    assert len(items) == len(list((sample / "new_joints").glob("*.npy")))
+    captions = {c.source_id: c.captions for c in builtin.load_all()}
+    index = {m["id"]: m for m in json.loads((sample / "SAMPLE.json").read_text(encoding="utf-8"))["motions"]}
+    for item in items:
+        (clip,) = reader.read_item(item)
+        original = index[clip.source_id.removeprefix("M")]
+        expected = captions[original["clip"]]
+        assert clip.fps == 20.0 and clip.meta["split"] == original["split"]
+        assert clip.meta["mirrored"] == clip.source_id.startswith("M")
+        assert clip.captions == ([mirror_text(c) for c in expected] if clip.meta["mirrored"] else expected)
+        assert clip.meta["caption_spans"] == [[0.0, 0.0]] * len(expected)
+
+
+def test_existing_folder_is_not_replaced(sample: Path, tmp_path: Path) -> None:
+    script = _script()
+    with pytest.raises(FileExistsError, match="already exists"):
+        script.build(sample)
+    real = tmp_path / "HumanML3D"
+    (real / "new_joints").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="not a sample"):
+        script.build(real, overwrite=True)
+    assert (real / "new_joints").is_dir()
