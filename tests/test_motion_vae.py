@@ -75,8 +75,8 @@ def write_toy_dataset(path: Path, n: int = 48, window: int = 40, seed: int = 0) 
 
 
 def tiny_config(**optim: object) -> MotionVAEConfig:
-    overrides = {"net.latent_dim": 16, "net.buckets": [8, 40], "net.residual": 16, "optim.batch_size": 16, "optim.render_every_n_epochs": 0,
-                 "optim.val_every_n_epochs": 1, "optim.kl_warmup_steps": 0}
+    overrides = {"net.latent_dim": 16, "net.buckets": [8, 40], "net.residual": 16, "optim.batch_size": 16,
+                 "optim.render_every_n_steps": 0, "optim.val_every_n_steps": 1, "optim.kl_warmup_steps": 0}
     overrides.update({f"optim.{k}": v for k, v in optim.items()})
     return load_config(MotionVAEConfig, None, overrides)
 
@@ -329,7 +329,8 @@ def test_decoder_tuning_is_skipped_when_no_window_reaches_the_longest_range(capl
     module = SimpleNamespace(autoencoder=SimpleNamespace(decoder=decoder))
     data = SimpleNamespace(lengths=np.array([5, 8, 3, 40]), split_indices=lambda split: np.array([0, 1, 2]))
     with caplog.at_level("WARNING"):
-        result = _tune_decoder(module, SimpleNamespace(dataset=data), Path("unused"), MotionDiffusionConfig(), False, {})
+        result = _tune_decoder(module, SimpleNamespace(dataset=data), Path("unused"), MotionDiffusionConfig(), False, {},
+                               {})
     assert result is False and module.autoencoder.decoder is decoder and decoder.refiner is None
     assert "decoder tuning skipped: no training window of 9 frames or more" in caplog.text
 
@@ -356,8 +357,9 @@ def test_train_command_writes_a_reusable_checkpoint(tmp_path):
     data_dir = write_toy_dataset(tmp_path / "toy")
     out = tmp_path / "run"
     rc = main(["train", "motion-vae", "--dataset", str(data_dir), "--out", str(out), "--no-progress",
-               "--set", "optim.max_epochs=2", "--set", "net.latent_dim=16", "--set", "net.residual=16",
-               "--set", "optim.batch_size=16", "--set", "optim.render_every_n_epochs=2"])
+               "--set", "optim.max_steps=4", "--set", "net.latent_dim=16", "--set", "net.residual=16",
+               "--set", "optim.batch_size=16", "--set", "optim.render_every_n_steps=2",
+               "--set", "optim.val_every_n_steps=2"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["val"]["windows"] == 6 and np.isfinite(metrics["val"]["mpjpe_mm"])
@@ -374,6 +376,36 @@ def test_train_command_writes_a_reusable_checkpoint(tmp_path):
     # Decoded windows are metres (the statistics live inside the networks): errors are of the
     # order of the motion, not of standardised units.
     assert (rec - x).abs()[mask].mean() < 1.0
+
+
+def test_step_budget_whatever_the_data_size(tmp_path):
+    """optim.max_steps is the run's length on a set of 12 training windows (one batch) and on one of 96;
+    the run report gives steps, passes and data size, and warns that 4 steps are far from convergence."""
+    from ramos.stages.motion_vae.train import train_motion_vae
+
+    cfg = tiny_config(max_steps=4, val_every_n_steps=2)
+    runs = {n: train_motion_vae(cfg, write_toy_dataset(tmp_path / f"toy{n}", n=n), tmp_path / f"run{n}", progress=False)
+            for n in (16, 128)}
+    for n, result in runs.items():
+        run = result["run"]
+        assert result["steps"] == run["steps"] == 4 and run["stopped_by"] == "max_steps"
+        assert run["train_windows"] == n * 6 // 8 and run["batch_size"] == 16
+        assert run["passes"] == pytest.approx(4 * 16 / run["train_windows"], abs=0.01)
+        assert any("only 4 optimiser steps" in w for w in run["warnings"])
+        assert json.loads((tmp_path / f"run{n}" / "metrics.json").read_text())["run"]["warnings"] == run["warnings"]
+    assert runs[16]["epochs"] > runs[128]["epochs"]
+
+
+def test_epoch_options_of_earlier_configs_are_one_line_errors(tmp_path):
+    from ramos.utils.config import ConfigError
+
+    old = tmp_path / "old.yaml"
+    old.write_text("optim:\n  max_epochs: 32\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: optim.max_epochs is no longer an option: .*max_steps") as err:
+        load_config(MotionVAEConfig, old)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="optim.val_every_n_epochs is no longer an option: use optim.val_every_n"):
+        load_config(MotionVAEConfig, None, {"optim.val_every_n_epochs": 5})
 
 
 def test_train_command_errors_are_one_line(tmp_path, capsys):

@@ -1,13 +1,16 @@
 """Typed YAML configuration: a dataclass per stage, checked by jsonargparse.
 
 Unknown keys and wrongly typed values are errors naming the file and the key, so a typo in a
-config file cannot silently fall back to a default.
+config file cannot silently fall back to a default. A dataclass lists its removed options in a class
+attribute ``RETIRED = {"old_key": "what replaced it"}``: a file that still sets one gets a one-line
+error saying what to write instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +29,7 @@ class ConfigError(ValueError):
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
     """Build the dataclass ``cls`` from a plain dictionary, checking every key and type."""
+    _check_retired(cls, data, source)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(cls, "cfg")
     try:
@@ -34,6 +38,21 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
     except Exception as exc:  # jsonargparse raises ArgumentError / ValueError / TypeError
         msg = " ".join(str(exc).split())
         raise ConfigError(f"{source}: {msg}") from exc
+
+
+def _check_retired(cls: type[Any], data: dict[str, Any], source: str, prefix: str = "") -> None:
+    """A :class:`ConfigError` naming the key when ``data`` sets an option ``cls`` (or a nested config) retired."""
+    for key, instead in getattr(cls, "RETIRED", {}).items():
+        if key in data:
+            raise ConfigError(f"{source}: {prefix}{key} is no longer an option: {instead}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that does not resolve: jsonargparse reports it
+        return
+    for f in dataclasses.fields(cls):
+        sub, kind = data.get(f.name), hints.get(f.name)
+        if isinstance(sub, dict) and isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            _check_retired(kind, sub, source, f"{prefix}{f.name}.")
 
 
 def load_config(cls: type[T], path: str | os.PathLike[str] | Traversable | None = None,

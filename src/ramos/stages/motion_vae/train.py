@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
@@ -35,6 +35,7 @@ from ramos.motion.preprocess import canonicalize, pad_window
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.config import save_config, to_dict
+from ramos.utils.training import RunReport
 from ramos.vae import VAEModule
 
 log = logging.getLogger(__name__)
@@ -86,42 +87,54 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisation and run length.
+    """Optimisation and run length. The budget is in optimiser steps, not epochs: an epoch of a
+    60-clip set is one step, one of HumanML3D hundreds (docs/motion_vae.md, "Training budgets").
 
     Attributes:
         batch_size: windows per step.
-        lr: AdamW learning rate (cosine decay over the run). Training starts at the PCA solution: a
+        lr: AdamW learning rate (cosine decay over ``max_steps``). Training starts at the PCA solution: a
             small step refines it (2e-3 first moves away from it).
         weight_decay: AdamW weight decay.
         kl_weight: weight of the KL term after warm-up (relative to the summed squared error in m^2).
         kl_warmup_steps: steps of linear KL warm-up.
-        max_epochs: passes over the training split (32: 1,472 steps on the embedded set).
-        max_minutes: wall-clock cap on fitting (the run stops early and still evaluates and saves).
-        crop_prob: share of training windows cut to a random shorter length each epoch, so that the
-            model also learns short, mostly padded windows (the held-out segments are short).
+        max_steps: optimiser steps of the run, whatever the data size (1,500: the 1,472 steps of the
+            former 32 epochs on the embedded set's 3,000 training windows, where the defaults were tuned).
+        max_minutes: wall-clock cap on fitting (the run stops early, warns, and still evaluates and saves;
+            None: no cap).
+        crop_prob: share of training windows cut to a random shorter length each time they are drawn,
+            so that the model also learns short, mostly padded windows (the held-out segments are short).
         min_crop_frames: shortest length of such a crop.
         crop_anywhere: crops start at a random frame and are normalised again at it, as held-out
             windows start mid-clip (else: prefixes).
         seed: random seed (weights, shuffling, crops).
-        val_every_n_epochs: how often the held-out metrics are computed and logged.
-        render_every_n_epochs: how often input-vs-reconstruction strips go to TensorBoard (0: never).
+        val_every_n_steps: how often the validation loss and the held-out metrics are computed and
+            logged (100: 15 points of the validation curve, for the run report's trend).
+        render_every_n_steps: how often input-vs-reconstruction strips go to TensorBoard (0: never).
         threads: torch CPU threads (0: leave torch's default). 1: no OpenMP barrier stalls on a
             shared CPU, and the pipeline trains the pose VAE on the other core meanwhile.
     """
+
+    RETIRED: ClassVar[dict[str, str]] = {
+        "max_epochs": "the budget is optim.max_steps (optimiser steps, independent of the data size; the "
+                      "former default of 32 epochs was 1,472 steps on the embedded set)",
+        "val_every_n_epochs": "use optim.val_every_n_steps",
+        "render_every_n_epochs": "use optim.render_every_n_steps",
+    }
+    """Options of earlier versions (epochs, whose length depends on the data size) and what replaced them."""
 
     batch_size: int = 64
     lr: float = 2e-4
     weight_decay: float = 0.0
     kl_weight: float = 1e-4
     kl_warmup_steps: int = 500
-    max_epochs: int = 32
-    max_minutes: float = 10.0
+    max_steps: int = 1500
+    max_minutes: float | None = 10.0
     crop_prob: float = 0.5
     min_crop_frames: int = 3
     crop_anywhere: bool = True
     seed: int = 0
-    val_every_n_epochs: int = 5
-    render_every_n_epochs: int = 10
+    val_every_n_steps: int = 100
+    render_every_n_steps: int = 500
     threads: int = 1
 
 
@@ -288,21 +301,23 @@ def evaluate_split(vae: VAEModule, data: Any, split: str, max_windows: int | Non
 
 
 class MotionVAEMonitor(L.Callback):
-    """Held-out motion metrics (``val/mpjpe_mm``, ...) and TensorBoard renders of input vs reconstruction."""
+    """Held-out motion metrics (``val/mpjpe_mm``, ...) at every validation, and TensorBoard renders of input
+    vs reconstruction every ``render_every_n_steps`` optimiser steps and at the end (0: never)."""
 
-    def __init__(self, data: Any, every_n_epochs: int = 5, render_every_n_epochs: int = 10,
-                 n_render: int = 3) -> None:
-        self.data, self.every, self.render_every, self.n_render = data, max(1, every_n_epochs), render_every_n_epochs, n_render
+    def __init__(self, data: Any, render_every_n_steps: int = 500, n_render: int = 3) -> None:
+        self.data, self.render_every, self.n_render = data, render_every_n_steps, n_render
+        self._rendered_at = 0
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        epoch = trainer.current_epoch + 1
-        last = epoch >= (trainer.max_epochs or 0)
-        if epoch % self.every == 0 or last:
-            m = evaluate_split(pl_module, self.data, "val")
-            pl_module.log_dict({f"val/{k}": float(v) for k, v in m.items() if k not in ("windows", "frames")})
-        if self.render_every and (epoch % self.render_every == 0 or last):
+        m = evaluate_split(pl_module, self.data, "val")
+        pl_module.log_dict({f"val/{k}": float(v) for k, v in m.items() if k not in ("windows", "frames")})
+        if self.render_every and trainer.global_step - self._rendered_at >= self.render_every:
+            self.render(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.render_every and trainer.global_step > self._rendered_at:
             self.render(trainer, pl_module)
 
     def render(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -323,31 +338,37 @@ class MotionVAEMonitor(L.Callback):
             label = (self.data.meta[i].get("labels") or ["?"])[0]
             motions += [gt[k, : lengths[k]], rec[k, : lengths[k]]]
             titles += [f"{label}: input", f"{label}: reconstruction"]
-        with atomic_path(Path(trainer.default_root_dir) / "renders" / f"epoch{trainer.current_epoch + 1:03d}.png") as p:
+        self._rendered_at = trainer.global_step
+        with atomic_path(Path(trainer.default_root_dir) / "renders" / f"step{trainer.global_step:06d}.png") as p:
             render_grid(motions, self.data.skeleton, p, titles=titles, n_frames=8)
             image = iio.imread(p)[..., :3]
         logger.experiment.add_image("reconstruction", image, trainer.global_step, dataformats="HWC")
 
 
 def render_indices(data: Any, n: int) -> list[int]:
-    """``n`` windows of distinct labels from the training split (deterministic)."""
+    """``n`` windows from the training split (deterministic): of distinct labels (of distinct clips where
+    windows have no label) and at least half the window long where the data has such windows, then the
+    longest of the others (a data set of short clips still gets its renders)."""
+    train = [int(i) for i in data.split_indices("train")]
     seen: set[str] = set()
     out: list[int] = []
-    for i in data.split_indices("train"):
-        label = (data.meta[i].get("labels") or ["?"])[0]
-        if label not in seen and data.lengths[i] >= data.window // 2:
-            seen.add(label)
-            out.append(int(i))
+    for i in train:
+        key = (data.meta[i].get("labels") or [f"clip {data.meta[i].get('clip_id')}"])[0]
+        if key not in seen and data.lengths[i] >= data.window // 2:
+            seen.add(key)
+            out.append(i)
         if len(out) == n:
-            break
-    return out
+            return out
+    rest = sorted((i for i in train if i not in set(out)), key=lambda i: -int(data.lengths[i]))
+    return out + rest[: n - len(out)]
 
 
 # --- training ------------------------------------------------------------------------------------------------
 def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                      progress: bool = True) -> dict[str, Any]:
     """Fit a motion VAE on a prepared data set; write ``motion_vae.ckpt``, ``metrics.json``, ``config.yaml``
-    and TensorBoard logs under ``out_dir``. Returns the metrics dictionary."""
+    and TensorBoard logs under ``out_dir``. Returns the metrics dictionary; its ``run`` entry is the
+    :class:`~ramos.utils.training.RunReport` (steps, time, data size, and warnings when the run looks cut short)."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from ramos.motion.datamodule import MotionDataModule
@@ -374,12 +395,18 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
                                 data.skeleton if o.crop_anywhere else None)
     train_loader = DataLoader(train_ds, batch_size=o.batch_size, shuffle=True, drop_last=len(train_ds) > o.batch_size)
     val_loader = dm.val_dataloader()
+    report = RunReport("motion VAE", len(train_idx), o.batch_size)
     trainer = L.Trainer(
-        max_epochs=o.max_epochs, max_time={"minutes": o.max_minutes}, accelerator="cpu", devices=1,
+        # Steps, not epochs: the run costs and trains the same whatever the data size (an epoch of a
+        # 60-clip set is one step, one of HumanML3D hundreds); validation on a step interval too.
+        max_steps=o.max_steps, max_epochs=-1,
+        max_time={"minutes": o.max_minutes} if o.max_minutes else None, accelerator="cpu", devices=1,
         logger=TensorBoardLogger(str(out), name="tb", version=""), default_root_dir=str(out),
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=10, num_sanity_val_steps=0, check_val_every_n_epoch=1,
-        callbacks=[MotionVAEMonitor(data, o.val_every_n_epochs, o.render_every_n_epochs)],
+        log_every_n_steps=min(10, o.val_every_n_steps), num_sanity_val_steps=0,
+        val_check_interval=max(1, min(o.val_every_n_steps, o.max_steps)), check_val_every_n_epoch=None,
+        limit_val_batches=1.0 if len(data.split_indices("val")) else 0,
+        callbacks=[MotionVAEMonitor(data, o.render_every_n_steps), report],
     )
     start = time.perf_counter()
     trainer.fit(vae, train_loader, val_loader)
@@ -394,6 +421,7 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
         "epochs": trainer.current_epoch, "steps": trainer.global_step, "fit_seconds": round(fit_seconds, 1),
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in vae.parameters()),
+        "run": report.summary,
         "val": evaluate_split(vae, data, "val"),
         "test": evaluate_split(vae, data, "test"),
         "train_subset": evaluate_split(vae, data, "train", max_windows=256, seed=o.seed),
@@ -403,10 +431,11 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
 
 
 def summary_line(result: dict[str, Any]) -> str:
-    """One line of the headline numbers of :func:`train_motion_vae`."""
+    """One line of the headline numbers of :func:`train_motion_vae`, then one per warning of its run report."""
     v = result["val"]
     return (f"motion VAE: val MPJPE {v.get('mpjpe_mm', float('nan')):.1f} mm, PA-MPJPE "
             f"{v.get('pa_mpjpe_mm', float('nan')):.1f} mm, foot skating {v.get('foot_skating_ratio', float('nan')):.3f}"
             f" (ground truth {v.get('foot_skating_ratio_gt', float('nan')):.3f}); {result['steps']} steps in "
-            f"{result['fit_seconds']:.0f} s -> {result['checkpoint']}")
+            f"{result['fit_seconds']:.0f} s -> {result['checkpoint']}"
+            + "".join(f"\nwarning: {w}" for w in result.get("run", {}).get("warnings", [])))
 
