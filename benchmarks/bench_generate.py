@@ -1,10 +1,13 @@
-"""Generation speed: latency of one motion (batch 1) and batched throughput, decoding included.
+"""Generation speed: text encoding, latency of one motion (batch 1) and batched throughput, decoding included.
 
     python benchmarks/bench_generate.py [--checkpoint runs/pipeline/diffusion/last.ckpt] [--threads 2]
 
 Without a checkpoint the default architecture is built with random weights (speed does not depend
-on the weights): the default motion VAE for 200-frame windows and the default denoiser, 20 labels. Targets on 2 CPU cores: <= 20 ms per motion at
-batch 1 (the checkpoint's default sampling: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched. The whole
+on the weights): the default motion VAE for 200-frame windows and the default text-conditioned
+denoiser. Targets on 2 CPU cores: text encoding <= 10 ms for one prompt (never seen before);
+<= 25 ms per text-conditioned motion at batch 1 with its prompt encoded in the call (the
+checkpoint's default sampling: 10 DPM-Solver++ steps, guidance 2), >= 1,000 motions/s batched (one
+prompt repeated, as in a batch job). A label model (an earlier checkpoint) is timed with a label. The whole
 measurement runs ``--repeats`` times in a row and each figure is the median over them (this shared
 machine's speed drifts by up to 1.5x within minutes). Prints one line and updates
 benchmarks/results/generate.json.
@@ -34,16 +37,18 @@ def default_generator(width: int | None = None, depth: int | None = None):
     from ramos.stages.motion_diffusion import MotionDiffusionConfig
     from ramos.stages.motion_vae.train import MotionVAEConfig, build_motion_vae
 
-    window, labels = 200, [f"label{i}" for i in range(20)]
+    from ramos.motion.text import ENCODER, TEXT_DIM
+
+    window = 200
     vae_cfg, cfg = MotionVAEConfig(), MotionDiffusionConfig()
     vae = build_motion_vae(vae_cfg, HUMANML3D, window)
     latent = vae_cfg.net.latent_dim
-    denoiser = ResidualMLPDenoiser(latent, width or cfg.denoiser.width, depth or cfg.denoiser.depth, len(labels),
-                                   ["length"])
-    info = {"kind": "motion", "fps": 20.0, "window": window, "length_unit": "seconds",
+    denoiser = ResidualMLPDenoiser(latent, width or cfg.denoiser.width, depth or cfg.denoiser.depth,
+                                   cond_scalars=["length"], text_dim=TEXT_DIM)
+    info = {"kind": "motion", "fps": 20.0, "window": window, "length_unit": "seconds", "text_encoder": ENCODER,
             "skeleton": HUMANML3D.to_dict(), "length_hist": {"*": [[120, 1], [200, 1]]}}
-    module = LatentDiffusionModule(denoiser, vae, num_classes=len(labels), noise=cfg.noise, class_names=labels,
-                                   cond_keys=["length"], input_key="motion", data_info=info, sampling=cfg.sampling)
+    module = LatentDiffusionModule(denoiser, vae, noise=cfg.noise, cond_keys=["length"], input_key="motion",
+                                   data_info=info, sampling=cfg.sampling, text_dim=TEXT_DIM)
     module.latent_shift.fill_(0.0)
     module.latent_scale.fill_(1.0)
     module.latent_shape = torch.tensor([latent])
@@ -69,24 +74,43 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from ramos.motion.generate import MotionGenerator
+    from ramos.motion.text import text_encoder
 
     gen = MotionGenerator.load(args.checkpoint) if args.checkpoint else default_generator(args.width, args.depth)
     label = gen.labels[0] if gen.labels else None
+    prompt = "a person jogs forward, swinging both arms"
+    encoder = text_encoder()
+
+    def one(i: int, batch: int = 1) -> None:
+        """One call: a text model encodes its prompt afresh (the cache is cleared), a label model takes a label."""
+        if gen.text:
+            encoder.clear_cache()
+            gen.sample(texts=[prompt] * batch, seed=i, **kw)
+        else:
+            gen.sample([label] * batch, seed=i, **kw)
+
+    encoder.encode(["warm-up"])  # loads the model (about 4 s, once per process)
+    encode_ms = []
+    for i in range(args.runs):
+        encoder.clear_cache()
+        t0 = time.perf_counter()
+        encoder.encode([prompt])
+        encode_ms.append(1000 * (time.perf_counter() - t0))
     default = gen.sampling
     args.steps = default.steps if args.steps is None else args.steps
     args.sampler = default.sampler if args.sampler is None else args.sampler
     args.guidance = default.guidance if args.guidance is None else args.guidance
     kw = dict(steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=gen.window / gen.fps)
     for _ in range(5):  # warm-up: allocator, scheduler construction, lazy imports
-        gen.sample([label], seed=0, **kw)
-    gen.sample([label] * args.batch, seed=0, **kw)
+        one(0)
+    one(0, args.batch)
     # CPU time beside wall time: on a busy machine the wall clock measures the other processes too.
     latencies, rates, times, cpu, batched, batched_cpu = [], [], [], [], [], []
     for _ in range(args.repeats):
         run_times = []
         for i in range(args.runs):
             t0, c0 = time.perf_counter(), time.process_time()
-            gen.sample([label], seed=i, **kw)
+            one(i)
             run_times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         latencies.append(1000 * statistics.median(run_times))
@@ -94,7 +118,7 @@ def main() -> None:
         run_batched = []
         for i in range(args.batched_runs):
             t0, c0 = time.perf_counter(), time.process_time()
-            gen.sample([label] * args.batch, seed=i, **kw)
+            one(i, args.batch)
             run_batched.append(time.perf_counter() - t0)
             batched_cpu.append(time.process_time() - c0)
         rates.append(args.batch / statistics.median(run_batched))
@@ -102,6 +126,8 @@ def main() -> None:
     latency_ms, per_s = statistics.median(latencies), statistics.median(rates)
 
     result = {
+        "condition": "text (encoded in each call)" if gen.text else "label",
+        "text_encode_ms_median": round(statistics.median(encode_ms), 2),
         "latency_ms_batch1_median": round(latency_ms, 2),
         "latency_ms_batch1_each_repeat": [round(v, 2) for v in latencies],
         "motions_per_s_each_repeat": [round(v, 1) for v in rates],
@@ -115,11 +141,12 @@ def main() -> None:
         "denoiser": {k: getattr(gen.module.denoiser, k, None) for k in ("dim", "width")},
         "parameters": sum(p.numel() for p in gen.module.parameters()) - sum(
             p.numel() for p in gen.module.ema.parameters()),
-        "targets": {"latency_ms_batch1": 20, "motions_per_s_batched": 1000},
+        "targets": {"text_encode_ms": 10, "latency_ms_batch1": 25 if gen.text else 20, "motions_per_s_batched": 1000},
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    print(f"generate: batch 1 {latency_ms:.1f} ms/motion (medians of {args.runs} calls, repeats "
+    print(f"generate: text encoding {result['text_encode_ms_median']:.1f} ms/prompt; "
+          f"{result['condition']}: batch 1 {latency_ms:.1f} ms/motion (medians of {args.runs} calls, repeats "
           f"{', '.join(f'{v:.1f}' for v in latencies)}; {args.steps} {args.sampler} steps, "
           f"guidance {args.guidance}, decoding included); batched {per_s:.0f} motions/s (batch {args.batch}; repeats "
           f"{', '.join(f'{v:.0f}' for v in rates)}); "

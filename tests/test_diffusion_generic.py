@@ -153,7 +153,7 @@ def test_sampling_is_deterministic_and_guidance_matters(trained_diffusion):
 def test_diffusion_reloads_from_checkpoint_alone(trained_diffusion):
     model, path = trained_diffusion
     loaded = LatentDiffusionModule.load(path)
-    kwargs = dict(labels=torch.tensor([1, 0]), steps=20, guidance=2.0)
+    kwargs = dict(condition=torch.tensor([1, 0]), steps=20, guidance=2.0)
     a = model.sample(2, generator=torch.Generator().manual_seed(9), **kwargs)
     b = loaded.sample(2, generator=torch.Generator().manual_seed(9), **kwargs)
     assert torch.allclose(a, b, atol=1e-5)
@@ -269,7 +269,7 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
     survives a checkpoint round trip."""
     model, path = trained_diffusion
     module = LatentDiffusionModule.load(path)
-    with pytest.raises(ValueError, match="label-conditional"):
+    with pytest.raises(ValueError, match="needs a conditional model"):
         GuidanceDistillation(LatentDiffusionModule(ResidualMLPDenoiser(dim=4, width=8, depth=1), _vae(4)))
     module.hparams.sampling["guidance"] = 3.0  # the model's default guidance is what the student learns
     distill = GuidanceDistillation(module, lr=3e-3)
@@ -283,7 +283,7 @@ def test_guided_student_learns_the_guided_prediction_in_one_pass(trained_diffusi
     zn = (z - module.latent_shift) / module.latent_scale
     t = torch.randint(0, module.noise_cfg.num_train_timesteps, (32,))
     x_t = module.train_scheduler.add_noise(zn, torch.randn_like(zn), t)
-    y = module.labels(batch, drop=True)
+    y = module.condition(batch, drop=True)
     with torch.no_grad():
         teacher = module.ema.module
         c, u = teacher(x_t, t, y), teacher(x_t, t, torch.full_like(y, 2))
@@ -358,7 +358,7 @@ def test_decoder_tuning_fits_only_the_decoder_to_the_samplers_latents(trained_di
         zn = (z - module.latent_shift) / module.latent_scale
         t = torch.randint(0, 201, (32,))
         x_t = module.train_scheduler.add_noise(zn, torch.randn_like(zn), t)
-        y = module.labels(batch, drop=True)
+        y = module.condition(batch, drop=True)
         v = module.ema.module(x_t, t, y)  # the fixture predicts v (the default): x0 = a x_t - s v
         alpha_bar = module.train_scheduler.alphas_cumprod[t][:, None]
         z_pred = (alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v) * module.latent_scale + module.latent_shift

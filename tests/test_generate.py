@@ -105,7 +105,9 @@ def test_training_writes_checkpoint_config_strip_and_logs(trained):
     module = LatentDiffusionModule.load(ckpt)  # self-contained: the VAE is inside
     info = module.hparams.data_info
     data = MotionDataset(data_dir)
-    assert module.hparams.class_names == data.labels and module.hparams.cond_keys == ["length"]
+    # A text model: the labels are prompts, kept for users and for the length draws.
+    assert module.hparams.text_dim == 384 and module.hparams.class_names is None
+    assert info["labels"] == data.labels and module.hparams.cond_keys == ["length"]
     # The guidance-distilled student serves the generation default, and only that scale.
     assert module.student is not None and module.hparams.student_guidance == module.sampling.guidance == 2.0
     gen = MotionGenerator(module, str(ckpt))
@@ -321,14 +323,25 @@ def test_training_refuses_a_vae_of_another_window(trained):
 
 def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
     """Training batches carry latents encoded once; they equal what the encoder gives per batch, so
-    the diffusion loss is the same with and without the cache."""
+    the diffusion loss is the same with and without the cache. Each item carries one of its window's
+    prompts (captions and label), drawn afresh."""
+    from ramos.motion.text import prompt_table
+
     data_dir, vae_path, _, _ = trained
     dm = SecondsDataModule(data_dir, batch_size=8)
     module = build_module(VAEModule.load(vae_path), dm.dataset, MotionDiffusionConfig(), vae_path)
     plain = next(iter(DataLoader(dm.split("train"), batch_size=8)))
-    dm.cache_latents(module, batch_size=5)  # a batch size that does not divide the split
+    table = prompt_table(dm.dataset)
+    dm.cache_latents(module, table, batch_size=5)  # a batch size that does not divide the split
     cached = next(iter(DataLoader(dm.split("train"), batch_size=8)))
-    assert "motion" not in cached and cached["latent"].shape == (8, 8)
+    assert "motion" not in cached and cached["latent"].shape == (8, 8) and cached["text"].shape == (8, 384)
+    rows = dm.dataset.split_indices("train")[:8]
+    for row, text in zip(rows, cached["text"]):
+        choices = torch.from_numpy(table.embeddings[table.options[int(row)]])
+        assert len(choices) >= 2 and (choices == text).all(1).any()  # captions and label: several prompts
+    draws = {tuple(dm.split("train")[0]["text"][:4].tolist()) for _ in range(40)}
+    assert len(draws) > 1  # not always the same prompt
+    plain["text"] = cached["text"]
     assert torch.equal(cached["length"], plain["length"]) and torch.equal(cached["label"], plain["label"])
     assert torch.allclose(cached["latent"], module.to_latent(plain["motion"], plain["mask"]), atol=1e-5)
     losses = []
@@ -381,3 +394,69 @@ def test_a_resume_point_of_another_module_starts_the_phase_afresh(tmp_path, capl
     with caplog.at_level("WARNING"):
         assert _resume_point(other, module, "distill") is None
     assert "not a resume point of this version's distill phase" in caplog.text
+
+
+def test_text_prompts_condition_generation_and_a_label_is_its_prompt(gen):
+    """Free text and labels take one path: a label asks exactly what its prompt asks."""
+    by_label = gen.sample(["turn_left"], seconds=1.5, seed=3)
+    by_text = gen.sample(texts=["turn left"], seconds=1.5, seed=3)
+    np.testing.assert_array_equal(by_label.motions[0], by_text.motions[0])
+    assert by_label.prompts == ["turn left"] and by_text.labels == [None]
+    other = gen.sample(texts=["a person does a cartwheel"], seconds=1.5, seed=3)
+    assert not np.allclose(other.motions[0], by_text.motions[0])
+    unconditional = gen.sample(texts=[None], seconds=1.5, seed=3)
+    assert unconditional.prompts == [None] and not np.allclose(unconditional.motions[0], by_text.motions[0])
+    # The Python API: one prompt for all, or one per motion; lengths per motion.
+    motions = generate(gen, text=["a person walks forward", "someone jumps"], n=2, seconds=1.0)
+    assert [m.shape[0] for m in motions] == [20, 20]
+    sized = gen.sample(texts=["walk", "run"], frames=[12, 30], seed=0)
+    assert [m.shape[0] for m in sized.motions] == [12, 30]
+
+
+@pytest.mark.parametrize("texts, message", [
+    ([""], "empty prompt"),
+    (["   "], "empty prompt"),
+    (["walk " * 200], "tokens, over the limit of 128"),
+])
+def test_empty_and_over_long_prompts_are_one_line_errors(gen, texts, message):
+    with pytest.raises(GenerationError, match=message) as err:
+        gen.sample(texts=texts)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_generates_from_text_and_a_prompts_file_and_records_each_prompt(tmp_path, trained, capsys):
+    ckpt = str(trained[2])
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# my batch\na person jumps forward\n\nsomeone crawls on the floor\n", encoding="utf-8")
+    out = tmp_path / "gen"
+    assert _cli("--checkpoint", ckpt, "--text", "a person walks forward", "--prompts", str(prompts),
+                "--seconds", "1", "--video", "none", "--no-bvh", "--out", str(out)) == 0
+    assert "3 motions" in capsys.readouterr().out
+    index = json.loads((out / "index.json").read_text())
+    assert [m["prompt"] for m in index["motions"]] == ["a person walks forward", "a person jumps forward",
+                                                       "someone crawls on the floor"]
+    assert index["motions"][0]["files"]["npy"] == "000_a_person_walks_forward.npy"
+    assert index["settings"]["text_encoder"] == "all-MiniLM-L6-v2"
+    # --n cycles through the prompts.
+    assert _cli("--checkpoint", ckpt, "--text", "run", "--text", "jump", "--n", "3", "--seconds", "1",
+                "--video", "none", "--no-bvh", "--overwrite", "--out", str(out)) == 0
+    assert [m["prompt"] for m in json.loads((out / "index.json").read_text())["motions"]] == ["run", "jump", "run"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--text", ""], "--text 1: empty prompt"),
+    (["--text", "walk", "--text", "  "], "--text 2: empty prompt"),
+    (["--text", "walk " * 200], "over the limit of 128"),
+    (["--text", "walk", "--label", "walk"], "not both"),
+    (["--prompts", "{empty}"], "no prompts"),
+    (["--prompts", "{missing}"], "cannot read prompts"),
+])
+def test_cli_bad_prompts_exit_non_zero_with_one_line(tmp_path, trained, capsys, extra, message):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n", encoding="utf-8")
+    extra = [a.format(empty=empty, missing=tmp_path / "nope.txt") for a in extra]
+    out = tmp_path / "gen"
+    assert _cli("--checkpoint", str(trained[2]), *extra, "--video", "none", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()

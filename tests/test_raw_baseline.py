@@ -138,7 +138,7 @@ def test_training_loss_goes_down(small_builtin):
     losses = []
     for _ in range(40):
         torch.manual_seed(1)  # same timesteps and noise every step: the loss must fall on this batch
-        loss = module.diffusion_loss(batch, drop_labels=False)
+        loss = module.diffusion_loss(batch, drop=False)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,7 +1,7 @@
 """``ramos generate``: sample motions from a motion diffusion checkpoint and export them.
 
-Writes OUT/<i>_<label>.npy (float32 (T, 22, 3), HumanML3D new_joints), a stick-figure GIF (or
-MP4), a .bvh and OUT/index.json. Heavy imports happen in :func:`run`.
+Writes OUT/<i>_<prompt or label>.npy (float32 (T, 22, 3), HumanML3D new_joints), a stick-figure GIF
+(or MP4), a .bvh and OUT/index.json. Heavy imports happen in :func:`run`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,22 @@ DEFAULT_DIFFUSION_CKPT = Path("runs/pipeline/diffusion/last.ckpt")
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "generate", help="generate motions from a trained motion diffusion checkpoint",
-        description="Sample motions (label- and length-conditional latent diffusion) and write them as "
-                    ".npy joint positions, stick-figure animations and BVH files, plus index.json. "
+        description="Sample motions from free text (or a label of the training data) and a length, and "
+                    "write them as .npy joint positions, stick-figure animations and BVH files, plus index.json. "
                     "The output folder appears complete or not at all.",
     )
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_DIFFUSION_CKPT,
                    help="motion diffusion checkpoint (default: %(default)s, written by `ramos pipeline`)")
+    p.add_argument("--text", action="append", default=None, metavar="PROMPT",
+                   help='what the motion shows, e.g. "a person jogs forward, swinging both arms" (repeat for '
+                        "several: one motion each, or --n motions cycling through them)")
+    p.add_argument("--prompts", type=Path, default=None, metavar="FILE",
+                   help="a UTF-8 text file of prompts, one per line (blank lines and lines starting with # skipped)")
     p.add_argument("--label", action="append", default=None,
-                   help="action label (repeat for several: motions cycle through them); omit for unconditional")
-    p.add_argument("--n", type=int, default=8, help="number of motions (default: %(default)s)")
+                   help="action label of the training data (repeat for several: motions cycle through them); "
+                        "omit --text and --label for unconditional motions")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of motions (default: one per prompt, else 8)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the checkpoint's, 10)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (default: the checkpoint's, 2, which its distilled "
@@ -32,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=("ddim", "dpmsolver++", "ddpm"), default=None,
                    help="reverse-process sampler (default: the checkpoint's, dpmsolver++)")
     p.add_argument("--seconds", type=float, default=None,
-                   help="length of every motion (default: drawn from the label's training lengths)")
+                   help="length of every motion (default: drawn from the training lengths of the label, or of "
+                        "all motions for free text)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--video", choices=("auto", "gif", "mp4", "none"), default="auto",
                    help="animation format; auto = MP4 where ffmpeg is available, else GIF (default: %(default)s)")
@@ -44,23 +52,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def read_prompts(path: Path) -> list[str]:
+    """The prompts of a prompts file (one per line; blank and ``#`` lines skipped); errors name file and line."""
+    from ramos.motion.generate import GenerationError
+    from ramos.motion.text import PromptError, check_prompt
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise GenerationError(f"{path}: cannot read prompts ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise GenerationError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    prompts = []
+    for number, line in enumerate(lines, 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                prompts.append(check_prompt(line, f"{path}:{number}"))
+            except PromptError as exc:
+                raise GenerationError(str(exc)) from None
+    if not prompts:
+        raise GenerationError(f"{path}: no prompts (one per line)")
+    return prompts
+
+
 def run(args: argparse.Namespace) -> int:
     from ramos.commands._args import UserError
     from ramos.motion.generate import GenerationError, MotionGenerator, check_output_dir, export_motions
+    from ramos.motion.text import PromptError, check_prompt
 
     try:
-        if args.n < 1:
-            raise GenerationError(f"--n must be at least 1, got {args.n}")
+        texts = None
+        if args.text is not None or args.prompts is not None:
+            if args.label:
+                raise GenerationError("ask with --text/--prompts or with --label, not both")
+            try:
+                texts = [check_prompt(t, f"--text {i + 1}") for i, t in enumerate(args.text or [])]
+            except PromptError as exc:
+                raise GenerationError(str(exc)) from None
+            texts += read_prompts(args.prompts) if args.prompts is not None else []
+        n = args.n if args.n is not None else len(texts) if texts else 8
+        if n < 1:
+            raise GenerationError(f"--n must be at least 1, got {n}")
         check_output_dir(args.out, args.overwrite)  # before the slow part
         if not args.checkpoint.is_file():
             raise GenerationError(f"{args.checkpoint}: checkpoint not found (train one with `ramos pipeline` or "
                                   "`ramos train motion-diffusion`, or pass --checkpoint)")
         gen = MotionGenerator.load(args.checkpoint)
-        labels = [args.label[i % len(args.label)] for i in range(args.n)] if args.label else [None] * args.n
-        result = gen.sample(labels, steps=args.steps, sampler=args.sampler, guidance=args.guidance, seconds=args.seconds,
-                            seed=args.seed, plant_feet=not args.no_plant_feet)
+        labels = texts_n = None
+        if texts:
+            texts_n = [texts[i % len(texts)] for i in range(n)]
+        else:
+            labels = [args.label[i % len(args.label)] for i in range(n)] if args.label else [None] * n
+        result = gen.sample(labels, steps=args.steps, sampler=args.sampler, guidance=args.guidance,
+                            seconds=args.seconds, seed=args.seed, plant_feet=not args.no_plant_feet, texts=texts_n)
         out = export_motions(result.motions, args.out, gen.fps, gen.skeleton, result.labels, result.seeds,
-                             result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite)
+                             result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite,
+                             prompts=result.prompts)
     except GenerationError as exc:
         raise UserError(str(exc)) from None
     seconds = sum(result.frames) / gen.fps

@@ -69,7 +69,7 @@ class DecoderTuning(L.LightningModule):
         z = m.latents(batch)
         with torch.no_grad():
             x_t, t = m.noised(m.normalize(z), self.max_timestep)
-            y = m.labels(batch, drop=True)
+            y = m.condition(batch, drop=True)
             net = (m.student if m.student is not None else m.ema.module).eval()
             pred = m.x0(net(x_t, t, y, **m.conditions(batch)), x_t, t) * m.latent_scale + m.latent_shift
             use = torch.rand(z.shape[0], device=z.device) < self.mix

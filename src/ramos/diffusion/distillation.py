@@ -3,7 +3,7 @@
 :class:`GuidanceDistillation` takes a trained :class:`~ramos.diffusion.module.LatentDiffusionModule`
 and gives it a student: a copy of its EMA denoiser that learns to predict, in one pass, what the
 EMA denoiser predicts with classifier-free guidance at the model's default guidance (two passes,
-with and without the label). Sampling at that guidance then runs the student, at half the cost;
+with and without the condition). Sampling at that guidance then runs the student, at half the cost;
 any other guidance still runs the guided EMA denoiser. The denoiser, its EMA and the autoencoder
 do not change.
 """
@@ -26,7 +26,7 @@ class GuidanceDistillation(L.LightningModule):
     """Fits ``model.student`` to the guided prediction of ``model``'s EMA denoiser.
 
     Args:
-        model: a trained label-conditional model; it gets the student (a copy of its EMA denoiser,
+        model: a trained conditional model (labels or text); it gets the student (a copy of its EMA denoiser,
             unless it has one already, e.g. when a run resumes) and ``student_guidance`` in its
             hyper-parameters, so that its checkpoint rebuilds the student.
         lr: AdamW learning rate of the student (cosine decay to 5 %); default: the model's.
@@ -34,8 +34,8 @@ class GuidanceDistillation(L.LightningModule):
 
     def __init__(self, model: LatentDiffusionModule, lr: float | None = None) -> None:
         super().__init__()
-        if model.hparams.num_classes == 0:
-            raise ValueError("guidance distillation needs a label-conditional model")
+        if not model.is_conditional:
+            raise ValueError("guidance distillation needs a conditional model (labels or text)")
         if not model.is_initialised:
             raise RuntimeError("train the diffusion model before distilling its guidance")
         self.model = model
@@ -51,20 +51,20 @@ class GuidanceDistillation(L.LightningModule):
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """Mean squared error between the student's one-pass prediction and the EMA teacher's guided one.
 
-        Inputs are training latents noised at uniform timesteps; labels are dropped as in training,
-        and for an unlabelled item the target is the teacher's unguided prediction, so the student
+        Inputs are training latents noised at uniform timesteps; conditions are dropped as in training,
+        and for an item without one the target is the teacher's unguided prediction, so the student
         also serves unconditional sampling.
         """
         m = self.model
         assert m.student is not None
         x_t, t = m.noised(m.normalize(m.latents(batch)))
-        y = m.labels(batch, drop=True)
-        assert y is not None
+        y = m.condition(batch, drop=True)
+        null = m.null_condition(len(x_t))
+        assert y is not None and null is not None
         cond = m.conditions(batch)
         teacher = m.ema.module.eval()
         with torch.no_grad():
-            target = guided(lambda x, tt, yy, c: teacher(x, tt, yy, **c), y, cond, self.guidance,
-                            m.hparams.num_classes)(x_t, t)
+            target = guided(lambda x, tt, yy, c: teacher(x, tt, yy, **c), y, cond, self.guidance, null)(x_t, t)
         return torch.nn.functional.mse_loss(m.student(x_t, t, y, **cond), target)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -2,7 +2,8 @@
 
 Trains an injected denoiser to reverse a diffusers noise process in the latent space of a frozen
 autoencoder (or directly on the data when ``autoencoder`` is None: the raw-space baseline).
-Class-conditional with label dropout, so classifier-free guidance works at sampling time; keeps
+Conditional on a label (class ids) or a text (sentence embeddings), with condition dropout, so
+classifier-free guidance works at sampling time; keeps
 an exponential moving average (EMA) of the denoiser's weights, which sampling uses by default.
 
 A trained model can be refined by two further LightningModules that take it as input:
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 LATENT_KEY = "latent"
 """Batch key of precomputed (unnormalised) latents; see :meth:`LatentDiffusionModule.latents`."""
+TEXT_KEY = "text"
+"""Batch key of the text condition: float (B, text_dim) sentence embeddings, all zeros for "no text"."""
 
 RETIRED_HPARAMS: dict[str, Any] = {"sample_posterior": False, "min_snr_gamma": None}
 """Hyper-parameters that checkpoints of earlier versions record for options since removed (never set,
@@ -50,14 +53,16 @@ class LatentDiffusionModule(L.LightningModule):
         denoiser: network ``denoiser(x_t, t, y, **cond)``; see :mod:`ramos.diffusion.nets`.
         autoencoder: frozen module with ``encode(x, mask=None) -> (mu, logvar)`` and ``decode(z)``
             (e.g. :class:`ramos.vae.VAEModule`); ``None`` diffuses the data itself.
-        num_classes: number of labels (0 = unconditional). Label ``num_classes`` means "none".
-        cond_drop_prob: probability of replacing a label by "none" in training (guidance).
+        num_classes: number of labels (0: not label-conditional). Label ``num_classes`` means "none".
+        cond_drop_prob: probability of replacing a condition (label or text) by "none" in training (guidance).
         noise: the noise process (:class:`NoiseConfig` or its dict).
         lr, weight_decay: AdamW settings (cosine decay over the run).
         ema_decay: EMA decay of the denoiser weights.
         input_key, label_key: batch keys of the data and of the labels.
         cond_keys: extra batch keys passed to the denoiser as keyword conditions (e.g. "length").
         class_names: names of the labels (index order), kept in the checkpoint for users.
+        text_dim: size of the text condition (batch key :data:`TEXT_KEY`; 0: not text-conditional). A model
+            conditions on labels or on text, not both; the zero vector means "no text".
         data_info: plain JSON-able facts about the data the stage needs at sampling time
             (e.g. fps, window length, per-label length distributions); kept in the checkpoint.
         sampling: the sampling settings this model is made for (:class:`SamplingConfig` or its dict):
@@ -84,8 +89,11 @@ class LatentDiffusionModule(L.LightningModule):
         data_info: dict[str, Any] | None = None,
         sampling: SamplingConfig | dict[str, Any] | None = None,
         student_guidance: float | None = None,
+        text_dim: int = 0,
     ) -> None:
         super().__init__()
+        if text_dim > 0 and num_classes > 0:
+            raise ValueError("a model conditions on labels or on text, not both (give a label as a text prompt)")
         noise_cfg = NoiseConfig.from_any(noise)
         self.save_hyperparameters({
             "num_classes": num_classes, "cond_drop_prob": cond_drop_prob, "noise": noise_config_dict(noise_cfg),
@@ -93,7 +101,7 @@ class LatentDiffusionModule(L.LightningModule):
             "label_key": label_key, "cond_keys": list(cond_keys or []),
             "class_names": list(class_names) if class_names is not None else None,
             "data_info": dict(data_info or {}), "sampling": SamplingConfig.from_any(sampling).to_dict(),
-            "student_guidance": student_guidance,
+            "student_guidance": student_guidance, "text_dim": text_dim,
         })
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
@@ -151,16 +159,34 @@ class LatentDiffusionModule(L.LightningModule):
         """Latents -> the unit-variance space the diffusion runs in."""
         return (z - self.latent_shift) / self.latent_scale
 
-    def labels(self, batch: dict[str, Tensor], drop: bool) -> Tensor | None:
-        """The batch's label ids, unlabelled items (and, with ``drop``, a random ``cond_drop_prob`` share)
-        as the "none" label; None for an unconditional model."""
-        k = self.hparams.num_classes
-        if k == 0:
+    @property
+    def is_conditional(self) -> bool:
+        """Whether the model takes a label or a text (and so can be guided)."""
+        return self.hparams.num_classes > 0 or self.hparams.get("text_dim", 0) > 0
+
+    def null_condition(self, n: int) -> Tensor | None:
+        """``n`` times "no condition": the "none" label, or the zero text vector; None when unconditional."""
+        if self.hparams.get("text_dim", 0) > 0:
+            return torch.zeros(n, self.hparams.text_dim, device=self.device)
+        if self.hparams.num_classes > 0:
+            return torch.full((n,), self.hparams.num_classes, dtype=torch.long, device=self.device)
+        return None
+
+    def condition(self, batch: dict[str, Tensor], drop: bool) -> Tensor | None:
+        """The batch's condition (label ids or text embeddings), missing ones (an unlabelled item, a zero
+        text) and, with ``drop``, a random ``cond_drop_prob`` share as "none"; None when unconditional."""
+        null = self.null_condition(self.batch_size(batch))
+        if null is None:
             return None
-        y = batch[self.hparams.label_key].long()
-        y = torch.where((y < 0) | (y >= k), torch.full_like(y, k), y)
+        if self.hparams.get("text_dim", 0) > 0:
+            y = batch[TEXT_KEY].float()
+        else:
+            k = self.hparams.num_classes
+            y = batch[self.hparams.label_key].long()
+            y = torch.where((y < 0) | (y >= k), null, y)
         if drop and self.hparams.cond_drop_prob > 0:
-            y = torch.where(torch.rand(y.shape[0], device=y.device) < self.hparams.cond_drop_prob, torch.full_like(y, k), y)
+            dropped = torch.rand(y.shape[0], device=y.device) < self.hparams.cond_drop_prob
+            y = torch.where(dropped.view(-1, *[1] * (y.dim() - 1)), null, y)
         return y
 
     def conditions(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -200,7 +226,7 @@ class LatentDiffusionModule(L.LightningModule):
         return bool(self.latent_scale > 0)
 
     # --- training ---------------------------------------------------------------------------
-    def diffusion_loss(self, batch: dict[str, Tensor], drop_labels: bool = True) -> Tensor:
+    def diffusion_loss(self, batch: dict[str, Tensor], drop: bool = True) -> Tensor:
         """Mean squared error of the denoiser's prediction at uniformly drawn timesteps."""
         z = self.latents(batch)
         if not self.is_initialised:
@@ -210,7 +236,7 @@ class LatentDiffusionModule(L.LightningModule):
         x_t, t = self.noised(z, noise=noise)
         kind = self.noise_cfg.prediction_type
         target = noise if kind == "epsilon" else z if kind == "sample" else self.train_scheduler.get_velocity(z, noise, t)
-        pred = self.denoiser(x_t, t, self.labels(batch, drop_labels), **self.conditions(batch))
+        pred = self.denoiser(x_t, t, self.condition(batch, drop), **self.conditions(batch))
         return torch.nn.functional.mse_loss(pred, target)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -218,7 +244,7 @@ class LatentDiffusionModule(L.LightningModule):
         return log_step(self, "train/loss", loss, "latent diffusion", self.batch_size(batch))
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self.diffusion_loss(batch, drop_labels=False)
+        loss = self.diffusion_loss(batch, drop=False)
         self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=self.batch_size(batch))
         return loss
 
@@ -271,7 +297,7 @@ class LatentDiffusionModule(L.LightningModule):
     def sample_latents(
         self,
         n: int,
-        labels: Tensor | None = None,
+        condition: Tensor | None = None,
         steps: int | None = None,
         sampler: Sampler | str | None = None,
         guidance: float | None = None,
@@ -282,7 +308,8 @@ class LatentDiffusionModule(L.LightningModule):
     ) -> Tensor:
         """Run the reverse process and return unnormalised latents (n, *latent_shape).
 
-        ``labels`` (n,) asks for classes (``None`` or the "none" index: unconditional);
+        ``condition`` asks for label ids (n,) or texts (n, text_dim) (``None``, the "none" label or a zero
+        text: unconditional);
         ``guidance`` > 1 applies classifier-free guidance; ``steps``, ``sampler`` and ``guidance``
         default to :attr:`sampling`. At the guidance of a distilled student the student gives the
         guided prediction in one pass. Deterministic for a seeded ``generator``. ``noise``
@@ -298,12 +325,13 @@ class LatentDiffusionModule(L.LightningModule):
         if noise is not None and tuple(noise.shape) != shape:
             raise ValueError(f"noise of shape {tuple(noise.shape)}, expected {shape}")
         x = noise.to(self.device) if noise is not None else torch.randn(shape, generator=generator, device=self.device)
-        k = self.hparams.num_classes
-        y = None
-        if k > 0:
-            y = torch.full((n,), k, dtype=torch.long, device=self.device) if labels is None else labels.to(self.device).long()
+        y = null = self.null_condition(n)
+        if null is not None and condition is not None:
+            y = condition.to(self.device).to(null.dtype)
+            if y.shape != null.shape:
+                raise ValueError(f"condition of shape {tuple(y.shape)}, expected {tuple(null.shape)}")
         cond = {key: v.to(self.device) for key, v in (cond or {}).items()}
-        guide = y is not None and guidance != 1.0 and bool((y != k).any())
+        guide = y is not None and guidance != 1.0 and not bool(_is_null(y, null).all())
         student = guide and use_ema and self.student is not None and guidance == self.hparams.student_guidance
         if guide and use_ema and self.student is not None and not student:
             log.info("guidance %g is not the student's %g: sampling with the two-pass teacher", guidance,
@@ -320,7 +348,7 @@ class LatentDiffusionModule(L.LightningModule):
                 return self._frozen_call(("student" if student else "denoiser", *keys), positional, args)
             return net(x_in, t, y_in, **c)
 
-        predict_guided = guided(denoise, y, cond, guidance, k) if guide and not student else None
+        predict_guided = guided(denoise, y, cond, guidance, null) if guide and not student else None
 
         def predict(x_t: Tensor, t: int) -> Tensor:
             tt = torch.full((n,), t, dtype=torch.long, device=self.device)
@@ -330,7 +358,7 @@ class LatentDiffusionModule(L.LightningModule):
         return x * self.latent_scale + self.latent_shift
 
     @torch.inference_mode()
-    def sample(self, n: int, labels: Tensor | None = None, steps: int | None = None,
+    def sample(self, n: int, condition: Tensor | None = None, steps: int | None = None,
                sampler: Sampler | str | None = None, guidance: float | None = None,
                generator: torch.Generator | None = None, use_ema: bool = True,
                cond: dict[str, Tensor] | None = None, noise: Tensor | None = None,
@@ -338,7 +366,7 @@ class LatentDiffusionModule(L.LightningModule):
         """Sample ``n`` items and decode them to data space (see :meth:`sample_latents`);
         ``decode_mask`` goes to the decoder (see :meth:`from_latent`)."""
         with _threads_for_batch(n, self.device):
-            z = self.sample_latents(n, labels, steps, sampler, guidance, generator, use_ema, cond, noise)
+            z = self.sample_latents(n, condition, steps, sampler, guidance, generator, use_ema, cond, noise)
             return self.from_latent(z, None if decode_mask is None else decode_mask.to(self.device))
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -393,6 +421,13 @@ class LatentDiffusionModule(L.LightningModule):
         like the saved one first)."""
         self.latent_shape = torch.zeros(tuple(state["latent_shape"].shape), dtype=torch.long)
         self.load_state_dict(state)
+
+
+def _is_null(y: Tensor, null: Tensor | None) -> Tensor:
+    """Per item (B,), whether its condition ``y`` is "none"."""
+    if null is None:
+        return torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
+    return (y == null).reshape(y.shape[0], -1).all(dim=1)
 
 
 def log_step(module: L.LightningModule, key: str, loss: Tensor, what: str, batch_size: int) -> Tensor:

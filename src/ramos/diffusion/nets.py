@@ -2,8 +2,9 @@
 
     denoiser(x_t, t, y, **cond) -> prediction with the shape of x_t
 
-``t`` are integer timesteps (B,), ``y`` class indices (B,) where ``num_classes`` is the
-"no label" class used for classifier-free guidance; optional extra conditions are keyword tensors.
+``t`` are integer timesteps (B,); ``y`` is the condition: class indices (B,) where ``num_classes`` is
+the "no label" class, or text embeddings (B, text_dim) where the zero vector is "no text" (both used
+for classifier-free guidance); optional extra conditions are keyword tensors.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ResBlock(nn.Module):
 
 
 class ResidualMLPDenoiser(Buildable):
-    """Residual MLP over a flat latent vector, conditioned on timestep and class.
+    """Residual MLP over a flat latent vector, conditioned on timestep and a class or a text embedding.
 
     Args:
         dim: latent dimension (input and output size).
@@ -58,16 +59,22 @@ class ResidualMLPDenoiser(Buildable):
         num_classes: number of labels; index ``num_classes`` is the null label. 0 = unconditional.
         cond_scalars: names of extra scalar conditions (e.g. ``["length"]``) passed as keywords.
         dropout: dropout inside the blocks.
+        text_dim: size of a text embedding condition (0: none; not together with ``num_classes``).
     """
 
     def __init__(self, dim: int, width: int = 512, depth: int = 4, num_classes: int = 0,
-                 cond_scalars: list[str] | None = None, dropout: float = 0.0) -> None:
+                 cond_scalars: list[str] | None = None, dropout: float = 0.0, text_dim: int = 0) -> None:
         super().__init__()
+        if text_dim > 0 and num_classes > 0:
+            raise ValueError("condition on labels or on text, not both")
         self.dim = dim
         self.num_classes = num_classes
+        self.text_dim = text_dim
         self.cond_scalars = list(cond_scalars or [])
         self.t_embed = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
         self.y_embed = nn.Embedding(num_classes + 1, width) if num_classes > 0 else None
+        self.text_embed = (nn.Sequential(nn.Linear(text_dim, width), nn.SiLU(), nn.Linear(width, width))
+                           if text_dim > 0 else None)
         self.s_embed = nn.ModuleDict({k: nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
                                       for k in self.cond_scalars})
         self.inp = nn.Linear(dim, width)
@@ -79,19 +86,25 @@ class ResidualMLPDenoiser(Buildable):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, **cond: Tensor) -> Tensor:
         shape = x.shape
         h = self.inp(x.flatten(1))
-        if self.y_embed is not None and y is None:
+        if y is None and self.y_embed is not None:
             y = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+        elif y is None and self.text_embed is not None:
+            y = torch.zeros(x.shape[0], self.text_dim, device=x.device)
         # The conditioning (and every block's shift/scale of it) is computed once per distinct
-        # (timestep, label, scalars): in a sampling step all items share the timestep and labels and
-        # lengths repeat, so a batch of 256 motions has a handful of distinct rows, not 512.
-        columns = [t.float()] + ([y.float()] if self.y_embed is not None else []) + [cond[k].float() for k in self.cond_scalars]
-        distinct, index = torch.stack(columns, dim=1), None
+        # (timestep, condition, scalars): in a sampling step all items share the timestep, and labels,
+        # prompts and lengths repeat, so a batch of 256 motions has a handful of distinct rows, not 512.
+        y_columns = [] if y is None else [y.float().reshape(x.shape[0], -1)]
+        width_y = y_columns[0].shape[1] if y_columns else 0
+        columns = [t.float()[:, None], *y_columns] + [cond[k].float()[:, None] for k in self.cond_scalars]
+        distinct, index = torch.cat(columns, dim=1), None
         if x.shape[0] > _DEDUP_MIN_BATCH:
             distinct, index = torch.unique(distinct, dim=0, return_inverse=True)
         c = self.t_embed(timestep_embedding(distinct[:, 0], self.width))
         if self.y_embed is not None:
             c = c + self.y_embed(distinct[:, 1].long())
-        first = 2 if self.y_embed is not None else 1
+        elif self.text_embed is not None:
+            c = c + self.text_embed(distinct[:, 1:1 + width_y])
+        first = 1 + width_y
         for j, k in enumerate(self.cond_scalars):
             # Scalars (e.g. a length in seconds) reuse the sinusoidal embedding at a finer scale.
             c = c + self.s_embed[k](timestep_embedding(distinct[:, first + j] * 100.0, self.width))

@@ -56,17 +56,18 @@ class SamplingConfig:
 
 
 def guided(denoise: Denoise, y: Tensor, cond: dict[str, Tensor], guidance: float,
-           null_label: int) -> Callable[[Tensor, Tensor], Tensor]:
+           null: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     """``(x_t, t) -> prediction`` with classifier-free guidance: ``u + guidance * (c - u)`` of the
-    predictions with (``c``) and without (``u``) the labels ``y``, both in one batch; for an item
-    whose label is ``null_label`` (unconditional), its unguided prediction."""
-    y2 = torch.cat([y, torch.full_like(y, null_label)])
+    predictions with (``c``) and without (``u``) the conditions ``y`` (label ids or text vectors), both
+    in one batch; ``null`` is "no condition" for each item (the "none" label, the zero text). An item
+    whose condition is ``null`` gets its unguided prediction."""
+    y2 = torch.cat([y, null])
     cond2 = {key: torch.cat([v, v]) for key, v in cond.items()}
-    unlabelled = y == null_label
+    unconditional = (y == null).reshape(y.shape[0], -1).all(dim=1)
 
     def predict(x: Tensor, t: Tensor) -> Tensor:
         out_c, out_u = denoise(torch.cat([x, x]), torch.cat([t, t]), y2, cond2).chunk(2)
-        where = unlabelled.view(-1, *[1] * (x.dim() - 1))
+        where = unconditional.view(-1, *[1] * (x.dim() - 1))
         return torch.where(where, out_u, out_u + guidance * (out_c - out_u))
 
     return predict

@@ -1,10 +1,14 @@
 """Motion generation from a trained motion latent-diffusion checkpoint, and export of the results.
 
     from ramos.motion.generate import generate, export_motions
-    motions = generate("runs/pipeline/diffusion/last.ckpt", "walk", n=4, seed=0)  # [(T_i, J, 3)] metres
+    motions = generate("runs/pipeline/diffusion/last.ckpt", text="a person jogs forward", n=4, seed=0)
+    motions = generate("runs/pipeline/diffusion/last.ckpt", "walk", n=4)  # a label: read as the prompt "walk"
 
-Each motion gets a length in frames, either the asked ``seconds`` or one drawn from the training
-length distribution of its label (stored in the checkpoint); the diffusion is conditioned on it,
+A text model (every model trained since text conditioning) takes free text; a label of its data set is
+the prompt of that label read as text (``turn_left`` -> "turn left"). Models trained earlier on labels
+take labels only. Each motion gets a length in frames, either the asked ``seconds`` (or ``frames``) or
+one drawn from the training length distribution of its label (all windows for free text; stored in
+the checkpoint); the diffusion is conditioned on it,
 and the decoded window is cut to it (the frames after it are padding). By default the stance foot
 is then kept from sliding (``plant_feet``, :func:`ramos.motion.postprocess.plant_feet`: the body is
 shifted, the pose untouched); ``plant_feet=False`` returns the decoder's output as it is.
@@ -31,6 +35,7 @@ from ramos.diffusion import LatentDiffusionModule, SamplingConfig
 from ramos.diffusion.schedule import SAMPLERS
 from ramos.motion.postprocess import planting_shift
 from ramos.motion.skeleton import Skeleton
+from ramos.motion.text import ENCODER, PromptError, label_prompt, text_encoder
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
 VideoFormat = Literal["auto", "gif", "mp4", "none"]
@@ -41,7 +46,8 @@ MAX_BATCH = 1024
 
 
 class GenerationError(ValueError):
-    """Bad generation input (unknown label, impossible length, unusable output folder); one line."""
+    """Bad generation input (unknown label, empty or over-long prompt, impossible length, unusable output
+    folder); one line."""
 
 
 @dataclass
@@ -50,7 +56,7 @@ class GenerationResult:
 
     Attributes:
         motions: (T_i, J, 3) float32 joint positions in metres, y up, cut to their lengths.
-        labels: the label asked for each motion (None: unconditional).
+        labels: the label asked for each motion (None: none asked).
         frames: valid frames of each motion.
         seeds: the seed of each motion (see the module docstring).
         settings: steps, sampler, guidance, seed, seconds (as asked), n.
@@ -61,6 +67,15 @@ class GenerationResult:
     frames: list[int]
     seeds: list[int]
     settings: dict[str, Any] = field(default_factory=dict)
+    prompts: list[str | None] = field(default_factory=list)
+    """The text each motion was conditioned on (a label's prompt for a label asked; None: unconditional
+    or a label model)."""
+
+    @property
+    def names(self) -> list[str]:
+        """Per motion its label, else its prompt, else "any" (titles and file names)."""
+        prompts = self.prompts or [None] * len(self.labels)
+        return [lab or text or "any" for lab, text in zip(self.labels, prompts)]
 
 
 class MotionGenerator:
@@ -78,7 +93,13 @@ class MotionGenerator:
         self.fps = float(info["fps"])
         self.window = int(info["window"])
         self.skeleton = Skeleton.from_dict(info["skeleton"])
-        self.labels: list[str] = list(module.hparams.get("class_names") or [])
+        self.text = int(module.hparams.get("text_dim", 0)) > 0
+        """Whether the model takes text (otherwise labels, or nothing)."""
+        self.labels: list[str] = list(module.hparams.get("class_names") or info.get("labels") or [])
+        self.example_prompts: list[str] = list(info.get("example_prompts") or [])
+        if self.text and info.get("text_encoder", ENCODER) != ENCODER:
+            raise CheckpointError(f"{where}: trained with the text encoder {info.get('text_encoder')!r}; "
+                                  f"this version of RaMoS has {ENCODER!r}")
         self._check_shapes(where)
 
     @classmethod
@@ -124,15 +145,45 @@ class MotionGenerator:
 
     # --- inputs ---------------------------------------------------------------------------------
     def label_index(self, label: str | None) -> int:
-        """Class index of ``label`` (the "none" index for None); unknown labels list the known ones."""
+        """Class index of ``label`` (the "none" index for None) in a label model; unknown labels list the
+        known ones."""
         k = len(self.labels)
         if label is None:
             return k
         if k == 0:
-            raise GenerationError(f"label {label!r} asked, but this model is unconditional (no labels)")
+            raise GenerationError(f"label {label!r} asked, but this model knows no labels"
+                                  + (" (ask with text instead)" if self.text else " (it is unconditional)"))
         if label not in self.labels:
             raise GenerationError(f"unknown label {label!r}; known labels: {', '.join(self.labels)}")
         return self.labels.index(label)
+
+    def condition(self, labels: Sequence[str | None], texts: Sequence[str | None] | None) -> tuple[
+            torch.Tensor | None, list[str | None]]:
+        """The model's condition for one motion per entry (label ids, or text embeddings with zeros for
+        none), and the prompt of each; one-line errors for what the model cannot take."""
+        if not self.text:
+            if texts is not None:
+                raise GenerationError("this model was trained without text ("
+                                      + (f"labels: {', '.join(self.labels)}; ask with a label)" if self.labels
+                                         else "it is unconditional)"))
+            ids = [self.label_index(lab) for lab in labels]  # an unknown label (or any, unconditional) fails
+            y = torch.tensor(ids, dtype=torch.long) if self.module.hparams.num_classes > 0 else None
+            return y, [None] * len(labels)
+        if texts is None:
+            for lab in labels:
+                self.label_index(lab)  # an unknown label fails, listing the known ones
+            texts = [None if lab is None else label_prompt(lab) for lab in labels]
+        asked = [(i, t) for i, t in enumerate(texts) if t is not None]
+        try:
+            vectors = text_encoder().encode([t for _, t in asked]) if asked else np.zeros((0, 1), np.float32)
+        except PromptError as exc:
+            raise GenerationError(str(exc)) from None
+        cond = torch.zeros(len(texts), int(self.module.hparams.text_dim))
+        prompts: list[str | None] = [None] * len(texts)
+        for row, (i, text) in enumerate(asked):
+            cond[i] = torch.from_numpy(vectors[row])
+            prompts[i] = " ".join(text.split())
+        return cond, prompts
 
     def frames_for_seconds(self, seconds: float) -> int:
         """Frames of a motion of ``seconds`` (checked against the model's window)."""
@@ -144,6 +195,12 @@ class MotionGenerator:
                                   f"({self.window / self.fps:g} s = {self.window} frames at {self.fps:g} fps)")
         if frames < 2:
             raise GenerationError(f"length {seconds} s is under two frames at {self.fps:g} fps")
+        return frames
+
+    def check_frames(self, frames: int) -> int:
+        """``frames`` when the model can make a motion that long (2 to its window)."""
+        if not 2 <= frames <= self.window:
+            raise GenerationError(f"length {frames} frames is outside 2..{self.window} (the model's window)")
         return frames
 
     def draw_frames(self, label: str | None, rng: np.random.Generator) -> int:
@@ -161,11 +218,13 @@ class MotionGenerator:
         """The checkpoint's default steps, sampler and guidance (what its distilled student serves)."""
         return self.module.sampling
 
-    def sample(self, labels: Sequence[str | None], steps: int | None = None, sampler: str | None = None,
-               guidance: float | None = None, seconds: float | None = None, seed: int = 0,
-               plant_feet: bool = True) -> GenerationResult:
-        """One motion per entry of ``labels`` (None: unconditional); ``steps``, ``sampler`` and
-        ``guidance`` default to the checkpoint's (:attr:`sampling`); see the module docstring."""
+    def sample(self, labels: Sequence[str | None] | None = None, steps: int | None = None,
+               sampler: str | None = None, guidance: float | None = None, seconds: float | None = None,
+               seed: int = 0, plant_feet: bool = True, texts: Sequence[str | None] | None = None,
+               frames: Sequence[int] | None = None) -> GenerationResult:
+        """One motion per entry of ``labels`` or of ``texts`` (free-text prompts; None: unconditional);
+        ``steps``, ``sampler`` and ``guidance`` default to the checkpoint's (:attr:`sampling`); the length
+        of each is ``frames[i]``, else ``seconds``, else drawn (see the module docstring)."""
         default = self.sampling
         steps = default.steps if steps is None else steps
         sampler = default.sampler if sampler is None else sampler
@@ -174,12 +233,19 @@ class MotionGenerator:
             raise GenerationError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if steps < 1:
             raise GenerationError(f"steps must be at least 1, got {steps}")
-        n = len(labels)
+        if labels is not None and texts is not None:
+            raise GenerationError("ask with labels or with texts, not both")
+        n = len(texts) if texts is not None else len(labels or [])
         if n < 1:
             raise GenerationError("nothing to generate (n must be at least 1)")
-        y = torch.tensor([self.label_index(lab) for lab in labels], dtype=torch.long)
+        labels = list(labels) if labels is not None else [None] * n
+        y, prompts = self.condition(labels, texts)
         seeds = [int(seed) + i for i in range(n)]
-        if seconds is not None:
+        if frames is not None:
+            if len(frames) != n:
+                raise GenerationError(f"{len(frames)} lengths for {n} motions")
+            frames = [self.check_frames(int(f)) for f in frames]
+        elif seconds is not None:
             frames = [self.frames_for_seconds(seconds)] * n
         else:
             frames = [self.draw_frames(lab, np.random.default_rng(s)) for lab, s in zip(labels, seeds)]
@@ -192,9 +258,9 @@ class MotionGenerator:
         motions: list[np.ndarray] = []
         for a in range(0, n, MAX_BATCH):
             b = min(n, a + MAX_BATCH)
-            out = self.module.sample(b - a, y[a:b], steps=steps, sampler=sampler, guidance=guidance,
-                                     generator=generator, cond={"length": length_s[a:b]}, noise=noise[a:b],
-                                     decode_mask=valid[a:b])
+            out = self.module.sample(b - a, None if y is None else y[a:b], steps=steps, sampler=sampler,
+                                     guidance=guidance, generator=generator, cond={"length": length_s[a:b]},
+                                     noise=noise[a:b], decode_mask=valid[a:b])
             out = out.float().cpu()
             if plant_feet and self.skeleton.feet:
                 shift = planting_shift(out.numpy(), self.skeleton, self.fps, mask=valid[a:b].numpy())
@@ -205,41 +271,47 @@ class MotionGenerator:
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
                     "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint,
                     "guidance_distilled": self.module.hparams.get("student_guidance") == guidance}
-        return GenerationResult(motions, list(labels), frames, seeds, settings)
+        if self.text:
+            settings["text_encoder"] = ENCODER
+        return GenerationResult(motions, labels, frames, seeds, settings, prompts)
 
 
 def _generator(checkpoint: str | os.PathLike[str] | MotionGenerator) -> MotionGenerator:
     return checkpoint if isinstance(checkpoint, MotionGenerator) else MotionGenerator.load(checkpoint)
 
 
-def _label_list(labels: str | Sequence[str | None] | None, n: int) -> list[str | None]:
-    if labels is None or isinstance(labels, str):
-        return [labels] * n
-    labels = list(labels)
-    if len(labels) == 1:
-        return labels * n
-    if len(labels) != n:
-        raise GenerationError(f"{len(labels)} labels for n={n} motions (give one label or n labels)")
-    return labels
+def _per_motion(values: str | Sequence[str | None] | None, n: int, what: str) -> list[str | None]:
+    if values is None or isinstance(values, str):
+        return [values] * n
+    values = list(values)
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise GenerationError(f"{len(values)} {what}s for n={n} motions (give one {what} or n {what}s)")
+    return values
 
 
 def generate(checkpoint: str | os.PathLike[str] | MotionGenerator, labels: str | Sequence[str | None] | None = None,
              n: int = 1, steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
-             seconds: float | None = None, seed: int = 0, plant_feet: bool = True) -> list[np.ndarray]:
+             seconds: float | None = None, seed: int = 0, plant_feet: bool = True,
+             text: str | Sequence[str | None] | None = None) -> list[np.ndarray]:
     """Generate ``n`` motions: a list of (T_i, J, 3) float32 arrays in metres, each cut to its length.
 
     Args:
         checkpoint: a motion diffusion checkpoint (or a loaded :class:`MotionGenerator`).
-        labels: one label for all, one per motion, or None (unconditional).
+        labels: one label for all, one per motion, or None.
         n: number of motions.
         steps, sampler, guidance: reverse process settings ("ddim", "dpmsolver++" or "ddpm"); default:
             the checkpoint's.
         seconds: length of every motion; None draws each length from its label's training lengths.
         seed: the same seed (and settings) gives the same motions.
         plant_feet: keep the stance foot from sliding (see the module docstring).
+        text: one prompt for all, one per motion (instead of ``labels``); neither: unconditional.
     """
-    return _generator(checkpoint).sample(_label_list(labels, n), steps, sampler, guidance, seconds, seed,
-                                         plant_feet).motions
+    texts = None if text is None else _per_motion(text, n, "prompt")
+    labels_n = None if text is not None else _per_motion(labels, n, "label")
+    return _generator(checkpoint).sample(labels_n, steps, sampler, guidance, seconds, seed, plant_feet,
+                                         texts=texts).motions
 
 
 # --- export ------------------------------------------------------------------------------------------------
@@ -269,8 +341,9 @@ def check_output_dir(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     return out
 
 
-def _slug(label: str | None) -> str:
-    text = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in (label or "any"))
+def _slug(name: str | None) -> str:
+    text = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in (name or "any").strip().lower())
+    text = "_".join(part for part in text.split("_") if part)
     return text[:40] or "any"
 
 
@@ -278,9 +351,10 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
                    skeleton: Skeleton, labels: Sequence[str | None] | None = None,
                    seeds: Sequence[int] | None = None, settings: dict[str, Any] | None = None,
                    video: VideoFormat = "auto", bvh: bool = True,
-                   overwrite: bool = False, progress: bool = True) -> Path:
+                   overwrite: bool = False, progress: bool = True,
+                   prompts: Sequence[str | None] | None = None) -> Path:
     """Write each motion as ``.npy`` (HumanML3D new_joints: float32 (T, J, 3)), a stick-figure video and
-    ``.bvh``, plus ``index.json`` (settings; per motion its label, seed, length and files).
+    ``.bvh``, plus ``index.json`` (settings; per motion its label, prompt, seed, length and files).
 
     ``video``: "auto" (MP4 where ffmpeg is available, else GIF), "gif", "mp4" or "none". Everything
     is written into a temporary folder renamed to ``out_dir`` at the end: a failure leaves nothing.
@@ -292,21 +366,24 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
     from ramos.utils.atomic import atomic_dir, write_json
 
     labels = list(labels) if labels is not None else [None] * len(motions)
-    if len(labels) != len(motions) or (seeds is not None and len(seeds) != len(motions)):
-        raise GenerationError(f"{len(labels)} labels / {len(seeds or [])} seeds for {len(motions)} motions")
+    prompts = list(prompts) if prompts is not None else [None] * len(motions)
+    if len(labels) != len(motions) or len(prompts) != len(motions) or (seeds is not None and len(seeds) != len(motions)):
+        raise GenerationError(f"{len(labels)} labels / {len(prompts)} prompts / {len(seeds or [])} seeds for "
+                              f"{len(motions)} motions")
     if video == "mp4" and not mp4_available():
         raise GenerationError("MP4 needs ffmpeg (pip install imageio-ffmpeg); use --video gif")
     kind = ("mp4" if mp4_available() else "gif") if video == "auto" else video
     out = check_output_dir(out_dir, overwrite)
     entries = []
     with atomic_dir(out, overwrite=True) as tmp:
-        bar = tqdm(list(enumerate(zip(motions, labels))), desc="export", unit="motion",
+        bar = tqdm(list(enumerate(zip(motions, labels, prompts))), desc="export", unit="motion",
                    disable=not progress or None, dynamic_ncols=True)
-        for i, (motion, label) in bar:
-            stem = f"{i:03d}_{_slug(label)}"
+        for i, (motion, label, prompt) in bar:
+            stem = f"{i:03d}_{_slug(label or prompt)}"
             files = {"npy": f"{stem}.npy"}
             save_npy(motion, tmp / files["npy"], skeleton)
-            title = f"{label or 'unconditional'} ({motion.shape[0] / fps:.1f} s)"
+            name = label or (prompt if prompt is None or len(prompt) <= 48 else prompt[:47] + "...")
+            title = f"{name or 'unconditional'} ({motion.shape[0] / fps:.1f} s)"
             if kind == "gif":
                 files["video"] = f"{stem}.gif"
                 render_gif(motion, skeleton, tmp / files["video"], fps, title=title)
@@ -316,7 +393,8 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
             if bvh:
                 files["bvh"] = f"{stem}.bvh"
                 save_bvh(motion, tmp / files["bvh"], skeleton, fps)
-            entries.append({"index": i, "label": label, "seed": None if seeds is None else int(seeds[i]),
+            entries.append({"index": i, "label": label, "prompt": prompt,
+                            "seed": None if seeds is None else int(seeds[i]),
                             "frames": int(motion.shape[0]),
                             "seconds": round(motion.shape[0] / fps, 4), "files": files})
         write_json(tmp / "index.json", {

@@ -5,13 +5,16 @@ The model is the generic :class:`ramos.diffusion.LatentDiffusionModule`; this mo
 frozen motion VAE (any :class:`ramos.vae.VAEModule` that encodes and decodes windows in metres) and
 a :class:`ramos.diffusion.nets.ResidualMLPDenoiser`, conditions it on
 
-- the label (the window's first label; randomly dropped in training, so classifier-free guidance
-  works at sampling time), and
+- the text: the sentence embedding (:mod:`ramos.motion.text`) of one of the window's prompts, drawn
+  afresh each time the window is used; its prompts are its captions and its label read as text, so
+  captioned data (HumanML3D), labelled data (the embedded set has both) and a label asked at
+  generation all take the one text path. Randomly dropped in training, so classifier-free guidance
+  works at sampling time; a data set with neither trains an unconditional model. And
 - the valid length of the window in **seconds** (batch key ``"length"``), so that a sampled latent
   decodes to a motion of the asked length (the decoded frames after it are padding and are cut),
 
 and stores in the checkpoint what sampling needs without the data set (``data_info``: frame rate,
-window, skeleton and each label's training length distribution, from which generation draws
+window, skeleton, text encoder, labels and each label's training length distribution, from which generation draws
 lengths when none is asked; ``sampling``: the default steps, sampler and guidance). The phases:
 training, then :class:`~ramos.diffusion.GuidanceDistillation`, then
 :class:`~ramos.diffusion.DecoderTuning`, each a LightningModule of its own that takes the model.
@@ -41,16 +44,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ramos.diffusion import DecoderTuning, GuidanceDistillation, LatentDiffusionModule, NoiseConfig, SamplingConfig
-from ramos.diffusion.module import LATENT_KEY
+from ramos.diffusion.module import LATENT_KEY, TEXT_KEY
 from ramos.diffusion.nets import ResidualMLPDenoiser
 from ramos.motion.datamodule import MotionDataModule
 from ramos.motion.dataset import MotionDataset
 from ramos.motion.generate import DATA_KIND
 from ramos.motion.nets.motion import BucketedMotionDecoder
+from ramos.motion.text import ENCODER, TEXT_DIM, PromptTable, prompt_table
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 from ramos.utils.config import save_config
-from ramos.utils.training import SeedEachStep
+from ramos.utils.training import RunReport, SeedEachStep
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,10 @@ class MotionDiffusionConfig:
         batch_size: windows per step.
         lr, weight_decay: AdamW (cosine decay to 5 % over the run).
         ema_decay: EMA of the denoiser's weights (sampling uses the EMA copy).
-        cond_drop_prob: share of training labels replaced by "none" (enables classifier-free guidance).
+        cond_drop_prob: share of training prompts replaced by "none" (enables classifier-free guidance).
+        text_noise: standard deviation of Gaussian noise added to each dimension of a training prompt's
+            embedding (then made unit length again), so that the model answers the neighbourhood of each
+            caption, not only the caption itself: free text never seen in training lands there.
         noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`): cosine schedule (MDM; MLD
             uses scaled_linear), and the denoiser predicts the clean latent ("sample"): FID 8.2 where v
             gave 40.5 at the same steps, as the latents lie on a thin manifold and noise does not.
@@ -93,7 +100,7 @@ class MotionDiffusionConfig:
             the distilled student learns.
         val_every_n_steps: validation loss and sample strip every this many steps.
         strip_steps, strip_labels: sampler steps of the strip (at the default sampler and guidance),
-            and at most that many labels, one motion each.
+            and at most that many prompts (labels, else captions), one motion each.
         log_every_n_steps: TensorBoard scalar interval.
         num_workers: DataLoader workers.
         distill_steps: optimiser steps of guidance distillation after training (0: none): a student
@@ -123,6 +130,7 @@ class MotionDiffusionConfig:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     cond_drop_prob: float = 0.1
+    text_noise: float = 0.0
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -159,9 +167,12 @@ class SecondsDataModule(MotionDataModule):
         self.latents: dict[str, _LatentItems] = {}
 
     @torch.no_grad()
-    def cache_latents(self, module: LatentDiffusionModule, batch_size: int = 256) -> None:
+    def cache_latents(self, module: LatentDiffusionModule, prompts: PromptTable | None = None,
+                      batch_size: int = 256, text_noise: float = 0.0) -> None:
         """Encode the train and val windows once (posterior means of the frozen VAE): batches then
-        carry ``latent`` instead of ``motion``, and training neither reads windows nor runs the encoder."""
+        carry ``latent`` instead of ``motion``, and training neither reads windows nor runs the encoder.
+        With ``prompts`` (a text model) each item also carries ``text``: one of its prompts' embeddings
+        (training items: with ``text_noise``, see :class:`MotionDiffusionConfig`)."""
         data = self.dataset
         for split in ("train", "val"):
             idx = data.split_indices(split)
@@ -173,7 +184,9 @@ class SecondsDataModule(MotionDataModule):
                 parts.append(module.to_latent(x, mask))
             if parts:
                 labels = torch.as_tensor([data.label_id(int(i)) for i in idx], dtype=torch.long)
-                self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(), labels)
+                texts = None if prompts is None else _Prompts(prompts, idx, text_noise if split == "train" else 0.0)
+                self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(),
+                                                   labels, texts)
 
     def use_windows(self, min_frames: int = 1) -> None:
         """From here on the cached splits also carry the windows (``motion``, ``mask``; read from the
@@ -182,8 +195,9 @@ class SecondsDataModule(MotionDataModule):
         for split, items in self.latents.items():
             idx = data.split_indices(split)
             keep = np.flatnonzero(data.lengths[idx] >= min_frames)
+            texts = None if items.texts is None else items.texts.subset(keep)
             self.latents[split] = _WindowItems(data, idx[keep], items.latents[keep], items.lengths[keep],
-                                               items.labels[keep])
+                                               items.labels[keep], texts)
 
     def split(self, name: str) -> Dataset:
         return self.latents[name] if name in self.latents else super().split(name)
@@ -194,25 +208,54 @@ class SecondsDataModule(MotionDataModule):
         return batch
 
 
-class _LatentItems(Dataset):
-    """A split's cached latents with their lengths (frames) and labels, as batch items."""
+class _Prompts:
+    """The prompt embeddings of a split's windows: item ``i`` draws one of its prompts at random each time
+    (HumanML3D gives 3 or more captions per motion; all of them are trained on)."""
 
-    def __init__(self, latents: Tensor, lengths: Tensor, labels: Tensor) -> None:
-        self.latents, self.lengths, self.labels = latents, lengths, labels
+    def __init__(self, table: PromptTable, rows: np.ndarray, noise: float = 0.0) -> None:
+        self.embeddings = torch.from_numpy(table.embeddings)
+        self.options = [table.options[int(r)] for r in rows]
+        self.zero = torch.zeros(TEXT_DIM)
+        self.noise = noise
+
+    def subset(self, keep: np.ndarray) -> _Prompts:
+        new = object.__new__(_Prompts)
+        new.embeddings, new.zero, new.noise = self.embeddings, self.zero, self.noise
+        new.options = [self.options[int(k)] for k in keep]
+        return new
+
+    def __getitem__(self, i: int) -> Tensor:
+        options = self.options[i]
+        if not options:  # no caption and no label: only ever trained as "no text"
+            return self.zero
+        vector = self.embeddings[options[int(torch.randint(len(options), ()))]]
+        if self.noise > 0:
+            vector = torch.nn.functional.normalize(vector + self.noise * torch.randn_like(vector), dim=0)
+        return vector
+
+
+class _LatentItems(Dataset):
+    """A split's cached latents with their lengths (frames), labels and (a text model) prompts, as batch items."""
+
+    def __init__(self, latents: Tensor, lengths: Tensor, labels: Tensor, texts: _Prompts | None = None) -> None:
+        self.latents, self.lengths, self.labels, self.texts = latents, lengths, labels, texts
 
     def __len__(self) -> int:
         return len(self.latents)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        return {LATENT_KEY: self.latents[i], "length": self.lengths[i], "label": self.labels[i]}
+        item = {LATENT_KEY: self.latents[i], "length": self.lengths[i], "label": self.labels[i]}
+        if self.texts is not None:
+            item[TEXT_KEY] = self.texts[i]
+        return item
 
 
 class _WindowItems(_LatentItems):
     """:class:`_LatentItems` with each item's window (``motion`` in metres, ``mask``)."""
 
     def __init__(self, data: MotionDataset, rows: np.ndarray, latents: Tensor, lengths: Tensor,
-                 labels: Tensor) -> None:
-        super().__init__(latents, lengths, labels)
+                 labels: Tensor, texts: _Prompts | None = None) -> None:
+        super().__init__(latents, lengths, labels, texts)
         self.data, self.rows = data, rows
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
@@ -231,10 +274,26 @@ def data_info(data: MotionDataset, vae_path: str | os.PathLike[str] | None = Non
         "length_unit": "seconds",
         "skeleton": data.skeleton.to_dict(),
         "length_hist": data.length_histograms(),
+        "labels": list(data.labels),
+        "text_encoder": ENCODER,
+        "example_prompts": _example_prompts(data),
         "dataset": str(data.path),
         "dataset_config_hash": data.manifest.get("config_hash"),
         "vae_checkpoint": None if vae_path is None else str(vae_path),
     }
+
+
+def _example_prompts(data: MotionDataset, n: int = 8) -> list[str]:
+    """The first caption of up to ``n`` clips of the training split (what the sample strip of a model
+    without labels shows)."""
+    seen: dict[str, str] = {}
+    for i in data.split_indices("train"):
+        meta = data.meta[int(i)]
+        if meta.get("captions") and meta.get("clip_id") not in seen and not meta.get("mirrored"):
+            seen[meta.get("clip_id")] = " ".join(meta["captions"][0].split())
+        if len(seen) >= n:
+            break
+    return list(seen.values())
 
 
 # --- construction ----------------------------------------------------------------------------------------
@@ -258,17 +317,18 @@ def check_vae(vae: torch.nn.Module, data: MotionDataset, vae_path: str | os.Path
 
 
 def build_module(vae: torch.nn.Module, data: MotionDataset, cfg: MotionDiffusionConfig,
-                 vae_path: str | os.PathLike[str] = "<vae>") -> LatentDiffusionModule:
-    """The untrained diffusion stage for ``vae`` (frozen) on ``data``."""
+                 vae_path: str | os.PathLike[str] = "<vae>", text: bool = True) -> LatentDiffusionModule:
+    """The untrained diffusion stage for ``vae`` (frozen) on ``data``: text-conditional when ``text``
+    (the data has prompts), else unconditional."""
     latent_shape = check_vae(vae, data, vae_path)
     d = cfg.denoiser
+    text_dim = TEXT_DIM if text else 0
     denoiser = ResidualMLPDenoiser(dim=int(np.prod(latent_shape)), width=d.width, depth=d.depth,
-                                   num_classes=len(data.labels), cond_scalars=["length"], dropout=d.dropout)
+                                   cond_scalars=["length"], dropout=d.dropout, text_dim=text_dim)
     return LatentDiffusionModule(
-        denoiser, vae, num_classes=len(data.labels), cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
+        denoiser, vae, cond_drop_prob=cfg.cond_drop_prob, noise=cfg.noise,
         lr=cfg.lr, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay, input_key="motion",
-        label_key="label", cond_keys=["length"], class_names=list(data.labels) or None,
-        data_info=data_info(data, vae_path), sampling=cfg.sampling,
+        cond_keys=["length"], data_info=data_info(data, vae_path), sampling=cfg.sampling, text_dim=text_dim,
     )
 
 
@@ -287,8 +347,8 @@ def load_vae(path: str | os.PathLike[str]) -> torch.nn.Module:
 
 # --- TensorBoard sample strips ------------------------------------------------------------------------
 class SampleStrip(L.Callback):
-    """At each validation, sample one motion per label (up to ``max_labels``, with ``steps`` sampler
-    steps and the model's default sampler and guidance) and save a contact sheet.
+    """At each validation, sample one motion per label (else per example caption; up to ``max_labels``, with
+    ``steps`` sampler steps and the model's default sampler and guidance) and save a contact sheet.
 
     The PNG goes to ``<out>/samples/step_<N>.png`` and to TensorBoard as ``samples/strip``.
     """
@@ -306,9 +366,12 @@ class SampleStrip(L.Callback):
         from ramos.motion.render import render_grid
 
         gen = MotionGenerator(self.model)
-        labels: list[str | None] = list(gen.labels[: self.max_labels]) or [None]
-        result = gen.sample(labels, steps=self.steps, seed=self.seed)
-        titles = [f"{lab or 'any'} {m.shape[0] / gen.fps:.1f}s" for lab, m in zip(labels, result.motions)]
+        if gen.labels or not gen.text:
+            result = gen.sample(list(gen.labels[: self.max_labels]) or [None], steps=self.steps, seed=self.seed)
+        else:
+            result = gen.sample(texts=gen.example_prompts[: self.max_labels] or [None], steps=self.steps,
+                                seed=self.seed)
+        titles = [f"{name[:28]} {m.shape[0] / gen.fps:.1f}s" for name, m in zip(result.names, result.motions)]
         path = self.out_dir / "samples" / f"step_{trainer.global_step:06d}.png"
         render_grid(result.motions, gen.skeleton, path, titles=titles, n_frames=6, panel_px=110)
         logger = trainer.logger
@@ -342,17 +405,24 @@ class TrainResult:
 
 _RESUME = {"train": "last", "distill": "distill_last", "decoder": "decoder_last"}
 """Resume checkpoint name (in ``<out>/checkpoints``) per phase; "last" is what earlier versions wrote."""
+_LOSS_KEYS = {"train": ("train/loss", "val/loss"), "distill": ("distill/loss", "distill/val_loss"),
+              "decoder": ("decoder/loss", "decoder/val_loss")}
+"""(train, validation) loss keys each phase logs (what its :class:`RunReport` reads)."""
 
 
 def _fit_phase(phase: str, module: L.LightningModule, model: LatentDiffusionModule, dm: SecondsDataModule,
-               out_dir: Path, steps: int, cfg: MotionDiffusionConfig, progress: bool) -> L.Trainer:
+               out_dir: Path, steps: int, cfg: MotionDiffusionConfig, progress: bool) -> tuple[L.Trainer, RunReport]:
     """Fit ``module`` (one phase: ``"train"``, ``"distill"`` or ``"decoder"``) for ``steps``, resuming from
-    ``<out>/checkpoints/<phase>_last.ckpt`` when there is one; ``model`` draws the sample strips."""
+    ``<out>/checkpoints/<phase>_last.ckpt`` when there is one; ``model`` draws the sample strips. The
+    :class:`RunReport` says what the phase did (steps, time, data size) and warns when it looks cut short."""
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     val_every = max(1, min(cfg.val_every_n_steps, steps))
     has_val = len(dm.split("val")) > 0
+    train_key, val_key = _LOSS_KEYS[phase]
+    report = RunReport(f"motion diffusion ({phase})", len(dm.split("train")), dm.batch_size, train_key=train_key,
+                       val_key=val_key)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1,
         logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="" if phase == "train" else phase,
@@ -362,7 +432,7 @@ def _fit_phase(phase: str, module: L.LightningModule, model: LatentDiffusionModu
                                    save_top_k=1, every_n_train_steps=val_every, enable_version_counter=False),
                    SeedEachStep(cfg.seed), LearningRateMonitor("step"),
                    SampleStrip(model, out_dir / ("" if phase == "train" else phase), cfg.strip_labels,
-                               cfg.strip_steps, cfg.seed)],
+                               cfg.strip_steps, cfg.seed), report],
         # Validation (and the sample strip) on a step interval: epochs of the small data sets are a
         # handful of steps, those of HumanML3D hundreds.
         val_check_interval=val_every, check_val_every_n_epoch=None,
@@ -373,7 +443,7 @@ def _fit_phase(phase: str, module: L.LightningModule, model: LatentDiffusionModu
     )
     resume = _resume_point(out_dir / "checkpoints" / f"{_RESUME[phase]}.ckpt", module, phase)
     trainer.fit(module, datamodule=dm, ckpt_path=None if resume is None else str(resume), weights_only=True)
-    return trainer
+    return trainer, report
 
 
 def _resume_point(path: Path, module: L.LightningModule, phase: str) -> Path | None:
@@ -411,28 +481,33 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     data = dm.dataset
     if len(data.split_indices("train")) == 0:
         raise MotionDiffusionError(f"{data.path}: no training windows")
-    model = build_module(load_vae(vae_path), data, cfg, vae_path)
-    dm.cache_latents(model)
+    prompts = prompt_table(data)
+    if not prompts.has_text:
+        log.warning("%s has no captions and no labels: training an unconditional model", data.path)
+    model = build_module(load_vae(vae_path), data, cfg, vae_path, text=prompts.has_text)
+    dm.cache_latents(model, prompts if prompts.has_text else None, text_noise=cfg.text_noise)
     save_config(cfg, out_dir / "config.yaml")
     trained = out_dir / "checkpoints" / "trained.ckpt"
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
     if trained.is_file():
         log.info("training finished earlier: %s", trained)
         model.load_weights(load_checkpoint(trained)["state_dict"])
         steps = cfg.steps
     else:
-        trainer = _fit_phase("train", model, model, dm, out_dir, cfg.steps, cfg, progress)
-        steps, metrics = int(trainer.global_step), dict(trainer.callback_metrics)
+        trainer, report = _fit_phase("train", model, model, dm, out_dir, cfg.steps, cfg, progress)
+        steps, metrics, runs["train"] = int(trainer.global_step), dict(trainer.callback_metrics), report.summary
         with atomic_path(trained) as tmp:
             trainer.save_checkpoint(tmp)
-    distilled = cfg.distill_steps > 0 and model.hparams.num_classes > 0
+    distilled = cfg.distill_steps > 0 and model.is_conditional
     if distilled:
         dm.batch_size = cfg.distill_batch_size
-        trainer = _fit_phase("distill", GuidanceDistillation(model, cfg.distill_lr), model, dm, out_dir,
-                             cfg.distill_steps, cfg, progress)
+        trainer, report = _fit_phase("distill", GuidanceDistillation(model, cfg.distill_lr), model, dm, out_dir,
+                                     cfg.distill_steps, cfg, progress)
+        runs["distill"] = report.summary
         metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("distill/")})
-    tuned = cfg.decoder_steps > 0 and _tune_decoder(model, dm, out_dir, cfg, progress, metrics)
+    tuned = cfg.decoder_steps > 0 and _tune_decoder(model, dm, out_dir, cfg, progress, metrics, runs)
     seconds = time.perf_counter() - start
     final = out_dir / "last.ckpt"
     model.save(final)
@@ -446,14 +521,17 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
                "distill_loss": None if distill is None else float(distill),
                "decoder_steps": cfg.decoder_steps if tuned else 0,
                "decoder_loss": None if decoder is None else float(decoder),
-               "labels": list(data.labels), "windows_train": int(len(data.split_indices("train")))}
+               "labels": list(data.labels), "prompts": len(prompts.texts),
+               "windows_train": int(len(data.split_indices("train"))),
+               "runs": runs, "warnings": [w for run in runs.values() for w in run.get("warnings", [])]}
     write_json(out_dir / "summary.json", summary)
     return TrainResult(final, seconds, steps, summary["train_loss"], summary["distill_steps"], summary["decoder_steps"])
 
 
 def _tune_decoder(model: LatentDiffusionModule, dm: SecondsDataModule, out_dir: Path, cfg: MotionDiffusionConfig,
-                  progress: bool, metrics: dict[str, Any]) -> bool:
-    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`); its losses go to ``metrics``. False
+                  progress: bool, metrics: dict[str, Any], runs: dict[str, Any]) -> bool:
+    """The decoder-tuning phase (see :class:`MotionDiffusionConfig`); its losses go to ``metrics``, its run
+    report to ``runs``. False
     (skipped, with a warning) when no training window is long enough for the tuned range."""
     assert model.autoencoder is not None
     decoder = model.autoencoder.decoder
@@ -472,6 +550,7 @@ def _tune_decoder(model: LatentDiffusionModule, dm: SecondsDataModule, out_dir: 
     tuning = DecoderTuning(model, cfg.decoder_lr, cfg.decoder_mix, cfg.decoder_max_timestep, params)
     dm.use_windows(min_frames)
     dm.batch_size = cfg.decoder_batch_size
-    trainer = _fit_phase("decoder", tuning, model, dm, out_dir, cfg.decoder_steps, cfg, progress)
+    trainer, report = _fit_phase("decoder", tuning, model, dm, out_dir, cfg.decoder_steps, cfg, progress)
+    runs["decoder"] = report.summary
     metrics.update({k: v for k, v in trainer.callback_metrics.items() if k.startswith("decoder/")})
     return True
