@@ -32,6 +32,7 @@ def plan(pipeline: Path | None, everything: bool) -> dict[str, list[str]]:
     if pipeline is not None:
         runs["generate_trained"] = ["bench_generate.py", "--threads", "2", "--repeats", "5",
                                     "--checkpoint", str(pipeline / "diffusion" / "last.ckpt")]
+        runs["paraphrases"] = ["bench_paraphrases.py", "--pipeline", str(pipeline)]
         runs["vs_raw"] = ["bench_vs_raw.py", "--threads", "2", "--vae", str(pipeline / "motion_vae" / "motion_vae.ckpt"),
                           "--latent", str(pipeline / "diffusion" / "last.ckpt"), "--dataset", str(pipeline / "data"),
                           "--evaluator", str(pipeline / "reports" / "evaluator.ckpt"),

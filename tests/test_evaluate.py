@@ -46,8 +46,10 @@ def _toy_motion(label: str, frames: int, rng: np.random.Generator) -> np.ndarray
     return x.astype(np.float32)
 
 
-def write_toy_dataset(path, per_label: dict[str, int] | None = None, seed: int = 0) -> MotionDataset:
-    """A prepared data set folder of synthetic motions (train / val / test per label)."""
+def write_toy_dataset(path, per_label: dict[str, int] | None = None, seed: int = 0,
+                      labelled: bool = True) -> MotionDataset:
+    """A prepared data set folder of synthetic motions (train / val / test per label); ``labelled=False``
+    leaves the labels out of the windows and the manifest (a BVH folder's data set: no labels, no captions)."""
     per_label = per_label or {"train": 12, "val": 2, "test": 3}
     rng = np.random.default_rng(seed)
     windows, lengths, meta = [], [], []
@@ -60,7 +62,7 @@ def write_toy_dataset(path, per_label: dict[str, int] | None = None, seed: int =
                 windows.append(w)
                 lengths.append(frames)
                 meta.append({"id": f"{lab}{split}{i}:0", "clip_id": f"{lab}{split}{i}", "source": "toy",
-                             "labels": [lab], "captions": [], "split": split, "start": 0, "fps": FPS,
+                             "labels": [lab] if labelled else [], "captions": [], "split": split, "start": 0, "fps": FPS,
                              "mirrored": False})
     path.mkdir(parents=True, exist_ok=True)
     w = np.stack(windows).astype(np.float32)
@@ -70,7 +72,7 @@ def write_toy_dataset(path, per_label: dict[str, int] | None = None, seed: int =
     np.savez(path / "stats.npz", mean=w.mean((0, 1)), std=w.std((0, 1)) + 1e-3)
     write_text(path / "skeleton.json", json.dumps(HUMANML3D.to_dict()))
     counts = {s: n * len(LABELS) for s, n in per_label.items()}
-    write_json(path / "manifest.json", {"labels": LABELS, "config": {"fps": FPS, "window": WINDOW},
+    write_json(path / "manifest.json", {"labels": LABELS if labelled else [], "config": {"fps": FPS, "window": WINDOW},
                                         "counts": {"windows": counts}})
     return MotionDataset(path)
 
@@ -278,3 +280,38 @@ def test_evaluate_command_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert "nope.ckpt: checkpoint not found" in capsys.readouterr().err
 
 
+
+
+def test_evaluate_without_labels_or_captions_reports_physics_only(tmp_path):
+    data = write_toy_dataset(tmp_path / "data", labelled=False)
+    asked: list[int] = []
+    rng = np.random.default_rng(4)
+
+    def walker(labels, lengths, seed):
+        asked.extend(labels)
+        return [_toy_motion("walk", n, rng) for n in lengths]
+
+    cfg = E.EvaluationConfig(n_unconditional=6, min_reference_seconds=0.5)
+    res = E.evaluate({"walker": walker, "frozen": _frozen(data)}, data, tmp_path / "out", cfg, progress=False)
+    assert set(asked) == {E.NO_LABEL}  # asked for unconditional motions
+    assert "models" not in res and "text" not in res and set(res["skipped"]) == {"labels", "text"}
+    ref, m = res["physics"]["reference"], res["physics"]["models"]
+    # 9 test windows cannot fill two halves of 6: the reference is the training split.
+    assert ref["split"] == "train" and "too small" in ref["why"] and ref["windows_a"] == ref["windows_b"] == 6
+    assert set(m) == {E.REAL, "walker", "frozen"} and all(v["n"] == 6 for v in m.values())
+    assert m["frozen"]["root_speed_mean"] == 0.0 and m["walker"]["root_speed_mean"] == pytest.approx(1.0, abs=0.3)
+    assert m["frozen"]["root_speed_w1"] > m[E.REAL]["root_speed_w1"]
+    assert math.isnan(m[E.REAL]["seconds_per_motion"]) and m["walker"]["seconds_per_motion"] >= 0.0
+    assert not (tmp_path / "out" / "evaluator.ckpt").exists()
+    saved = json.loads((tmp_path / "out" / "generation.json").read_text())
+    assert saved["physics"]["models"]["frozen"]["n"] == 6
+    text = (tmp_path / "out" / "generation.md").read_text()
+    for needle in ("## What is measured", "no feature-based metric exists", "## Physics of unconditional samples",
+                   "| frozen |", "foot skating", "Ratios to real", "samples_walker.png", "root_speed.png"):
+        assert needle in text, needle
+    for absent in ("## All metrics", "## Targets", "## Per label", "## Text-to-motion"):
+        assert absent not in text, absent
+    for f in saved["figures"].values():
+        assert (tmp_path / "out" / f).stat().st_size > 1000, f
+    assert E.choose_unlabelled_reference(data, E.EvaluationConfig(n_unconditional=4, min_reference_seconds=0.5)) \
+        == ("test", "Held-out test windows")

@@ -1,6 +1,10 @@
 """``ramos pipeline``: the whole motion pipeline on one data set, stage by stage.
 
-    data -> pose VAE -> motion VAE -> latent diffusion -> generate (one motion per label) -> evaluate
+    data -> pose VAE -> motion VAE -> latent diffusion -> generate (one motion per label or prompt) -> evaluate
+
+The data set is the embedded one by default, or any supported source (``source``, ``root``: a
+HumanML3D folder, AMASS with its body model and BABEL labels, BVH or DeepMimic files). The diffusion
+is text-conditioned where the data has captions or labels (a label is a prompt), unconditional otherwise.
 
 The pose VAE study (a side branch: nothing downstream reads it) trains in a second process beside
 the motion VAE, each on one thread, so both CPU cores work. Each stage writes into its own folder
@@ -41,12 +45,18 @@ class StageSettings:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
+UNCONDITIONAL = 8
+"""Motions the generate stage exports (times ``per_label``) for a model with neither labels nor captions."""
+
+
 @dataclass
 class GenerateSettings:
-    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``);
-    ``steps``, ``sampler`` and ``guidance`` default to the trained checkpoint's (``None``)."""
+    """The samples the pipeline exports: ``per_label`` motions for every label (or for ``labels``), or for
+    every prompt of ``texts``; with neither and no labels in the data, for a few training captions (else
+    :data:`UNCONDITIONAL` unconditional motions). ``steps``, ``sampler`` and ``guidance`` default to the trained checkpoint's."""
 
     labels: list[str] | None = None
+    texts: list[str] | None = None
     per_label: int = 1
     steps: int | None = None
     sampler: Literal["ddim", "dpmsolver++", "ddpm"] | None = None
@@ -61,7 +71,12 @@ class PipelineConfig:
     the embedded set: <= 20 minutes on 2 CPU cores.
 
     Attributes:
-        data: the data stage (default: the embedded set's ``configs/data/builtin.yaml``).
+        source: the data source format ("builtin": the embedded set; "humanml3d", "amass", "bvh",
+            "deepmimic": the user's files under ``root``).
+        root: the folder (or file) of the source; not needed for "builtin".
+        reader: options of the source's reader (amass: ``model_dir``, the body model folder; ``babel``,
+            the BABEL annotation folder).
+        data: the data stage (default: the source's packaged config, e.g. ``configs/data/builtin.yaml``).
         pose_vae: the pose VAE study, cut to one graph pose VAE at d = 32 (the full comparison of
             both families over latent sizes and seeds: ``ramos study pose-vae``).
         motion_vae, motion_diffusion, evaluation: those stages.
@@ -70,6 +85,9 @@ class PipelineConfig:
             single-threaded).
     """
 
+    source: str = "builtin"
+    root: str | None = None
+    reader: dict[str, Any] = field(default_factory=dict)
     data: StageSettings = field(default_factory=StageSettings)
     pose_vae: StageSettings = field(default_factory=lambda: StageSettings(
         overrides={"families": ["graph"], "latents": [32], "seeds": 1, "workers": 1}))
@@ -115,11 +133,21 @@ class Pipeline:
         self.out = Path(out)
         self.progress = progress
         self.record_path = self.out / "pipeline.json"
-        self.record: dict[str, Any] = {"stages": {}}
+        self.record: dict[str, Any] = {"stages": {}, "data_source": self.data_source}
         if self.record_path.is_file():
             import json
 
             self.record = json.loads(self.record_path.read_text(encoding="utf-8"))
+            before = self.record.setdefault("data_source", {"source": "builtin", "root": None})
+            if before != self.data_source:
+                raise PipelineError(f"{self.out}: holds a pipeline run on {_describe(before)}, not on "
+                                    f"{_describe(self.data_source)}; use another --out")
+
+    @property
+    def data_source(self) -> dict[str, Any]:
+        """The data source of this run (recorded, so that a rerun never mixes two data sets)."""
+        root = self.cfg.root
+        return {"source": self.cfg.source, "root": None if root is None else str(Path(root).resolve())}
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def _done(self, name: str) -> dict[str, Any] | None:
@@ -179,8 +207,9 @@ class Pipeline:
     def data(self) -> dict[str, Any]:
         from ramos.stages.data.prepare import prepare_dataset
 
-        cfg = _stage_config("data", self.cfg.data, "builtin")
-        summary = prepare_dataset("builtin", self.dataset_dir, cfg, progress=self.progress)
+        cfg = _stage_config("data", self.cfg.data, self.cfg.source)
+        summary = prepare_dataset(self.cfg.source, self.dataset_dir, cfg, root=self.cfg.root,
+                                  reader_opts=dict(self.cfg.reader), progress=self.progress)
         return {"outputs": [str(self.dataset_dir / "manifest.json")], "headline": summary.line()}
 
     def pose_vae(self) -> dict[str, Any]:
@@ -189,7 +218,7 @@ class Pipeline:
 
         cfg = _stage_config("pose_vae", self.cfg.pose_vae)
         data = PoseData.from_dataset(self.dataset_dir, cfg.data)
-        result = run_study(cfg, data, self.out / "reports", self.out / "pose_vae", dataset_name="embedded")
+        result = run_study(cfg, data, self.out / "reports", self.out / "pose_vae", dataset_name=_describe(self.data_source))
         best = {k: str(v) for k, v in result.best_checkpoints.items()}
         return {"outputs": [str(result.report), *best.values()], "report": str(result.report),
                 "checkpoints": best, "headline": f"report {result.report}"}
@@ -216,28 +245,83 @@ class Pipeline:
 
         g = self.cfg.generate
         gen = MotionGenerator.load(self.record["stages"]["motion_diffusion"]["checkpoint"])
-        labels = [lab for lab in (g.labels or gen.labels) for _ in range(g.per_label)]
-        result = gen.sample(labels, steps=g.steps, sampler=g.sampler, guidance=g.guidance, seed=g.seed)
+        if g.texts or (not g.labels and not gen.labels and gen.text):
+            texts = [t for t in (g.texts or gen.example_prompts or [None] * UNCONDITIONAL) for _ in range(g.per_label)]
+            result = gen.sample(texts=texts, steps=g.steps, sampler=g.sampler, guidance=g.guidance, seed=g.seed)
+        else:
+            labels = [lab for lab in (g.labels or gen.labels or [None] * UNCONDITIONAL) for _ in range(g.per_label)]
+            result = gen.sample(labels, steps=g.steps, sampler=g.sampler, guidance=g.guidance, seed=g.seed)
         folder = export_motions(result.motions, self.out / "samples", gen.fps, gen.skeleton, labels=result.labels,
+                                prompts=result.prompts,
                                 seeds=result.seeds, settings=result.settings, video=g.video, overwrite=True,
                                 progress=self.progress)
         return {"outputs": [str(folder / "index.json")], "folder": str(folder),
-                "headline": f"{len(labels)} motions in {folder}"}
+                "headline": f"{len(result.motions)} motions in {folder}"}
 
     def evaluate(self) -> dict[str, Any]:
         from ramos.motion.dataset import MotionDataset
-        from ramos.stages.evaluation import PLANTED, evaluate, latent_generators
+        from ramos.stages.evaluation import evaluate, latent_generators, latent_text_generators
 
         cfg = _stage_config("evaluation", self.cfg.evaluation)
         data = MotionDataset(self.dataset_dir)
         ckpt = self.record["stages"]["motion_diffusion"]["checkpoint"]
         results = evaluate(latent_generators(ckpt, data.labels, cfg), data, self.out / "reports", cfg,
-                           progress=self.progress)
-        o, p = results["models"]["latent"]["overall"], results["models"][PLANTED]["overall"]
+                           progress=self.progress, text_models=latent_text_generators(ckpt, cfg))
         report = self.out / "reports" / "generation.md"
-        return {"outputs": [str(report)], "report": str(report), "overall": o, "overall_planted_feet": p,
-                "headline": f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
-                            f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)"}
+        return {"outputs": [str(report)], "report": str(report), **evaluation_summary(results)}
+
+
+def evaluation_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The evaluate stage's record: the latent model's label metrics (``overall``, ``overall_planted_feet``),
+    text metrics (``text``) and physics-only scores (``physics``), whichever the data set allowed, and a
+    one-line ``headline`` of them."""
+    from ramos.stages.evaluation import PLANTED, REAL
+
+    entry: dict[str, Any] = {}
+    heads: list[str] = []
+    labelled = results.get("models") or {}
+    if "latent" in labelled:
+        o, p = labelled["latent"]["overall"], labelled[PLANTED]["overall"]
+        entry.update(overall=o, overall_planted_feet=p)
+        heads.append(f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
+                     f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)")
+    text = (results.get("text") or {}).get("models", {})
+    entry["text"] = text
+    if "latent" in text:
+        t = text["latent"]
+        heads.append(f"text: R-precision top-3 {t['top3']['mean']:.3f} (real {text[REAL]['top3']['mean']:.3f}), "
+                     f"FID {t['fid']['mean']:.3f}")
+        phys = results["text"].get("physics") or {}
+        entry["text_physics"] = phys
+        if not labelled and "latent" in phys:
+            # Without the label table the text sets' physics are the only ones: headline them.
+            heads.append(_skating_line(phys))
+    physics = (results.get("physics") or {}).get("models", {})
+    if physics:
+        entry["physics"] = physics
+        if "latent" in physics:
+            heads.append("physics only (no labels or captions): " + _skating_line(physics))
+    entry["headline"] = "; ".join(heads) or "no generated motions scored"
+    return entry
+
+
+def _skating_line(scored: dict[str, dict[str, Any]]) -> str:
+    """e.g. "foot skating 0.120 (0.050 with planted feet, real 0.040), jitter 310.2 (real 150.1)"."""
+    from ramos.stages.evaluation import PLANTED, REAL
+
+    o, real = scored["latent"], scored[REAL]
+    planted = f"{scored[PLANTED]['foot_skating']:.3f} with planted feet, " if PLANTED in scored else ""
+    return (f"foot skating {o['foot_skating']:.3f} ({planted}real {real['foot_skating']:.3f}), "
+            f"jitter {o['jitter']:.1f} (real {real['jitter']:.1f})")
+
+
+class PipelineError(ValueError):
+    """The pipeline cannot run as asked (e.g. its output folder holds a run on another data set); one line."""
+
+
+def _describe(source: dict[str, Any]) -> str:
+    """e.g. "the embedded set" or "humanml3d at /data/HumanML3D"."""
+    return "the embedded set" if source["source"] == "builtin" else f"{source['source']} at {source['root']}"
 
 
 def _side_stage(cfg: PipelineConfig, out: Path, name: str) -> dict[str, Any]:
@@ -254,4 +338,12 @@ def _side_stage(cfg: PipelineConfig, out: Path, name: str) -> dict[str, Any]:
 
 def run_pipeline(cfg: PipelineConfig, out: str | os.PathLike[str], progress: bool = True) -> PipelineResult:
     """Run (or resume) the whole pipeline into ``out``."""
+    from ramos.motion.io import READERS
+
+    if cfg.source not in READERS:
+        raise PipelineError(f"unknown source {cfg.source!r}; choose one of {', '.join(READERS)}")
+    if cfg.source != "builtin" and cfg.root is None:
+        raise PipelineError(f"the source {cfg.source!r} needs its folder (--root)")
+    if cfg.root is not None and not Path(cfg.root).exists():
+        raise PipelineError(f"{cfg.root}: no such file or folder")
     return Pipeline(cfg, out, progress).run()

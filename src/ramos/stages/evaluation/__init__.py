@@ -3,10 +3,12 @@
 - :mod:`~ramos.stages.evaluation.evaluator`: the feature extractor, trained on the data set.
 - :mod:`~ramos.stages.evaluation.scoring`: the scores of one set of motions, and the targets.
 - :mod:`~ramos.stages.evaluation.protocol`: the reference draw, the models, :func:`evaluate`.
+- :mod:`~ramos.stages.evaluation.retrieval`: the text-motion retrieval model and the text metrics.
+- :mod:`~ramos.stages.evaluation.text_protocol`: the text-to-motion protocol (data sets with captions).
 - :mod:`~ramos.stages.evaluation.report`: ``generation.md``, ``generation.json`` and figures.
 """
 
-from ramos.stages.evaluation.config import EvaluationConfig
+from ramos.stages.evaluation.config import EvaluationConfig, TextProtocolConfig
 from ramos.stages.evaluation.evaluator import (
                                                EvaluatorTrainConfig,
                                                classify,
@@ -16,13 +18,31 @@ from ramos.stages.evaluation.evaluator import (
                                                train_evaluator,
 )
 from ramos.stages.evaluation.protocol import (
+                                               NO_LABEL,
                                                Generator,
                                                Reference,
                                                checkpoint_generator,
                                                choose_reference,
+                                               choose_unlabelled_reference,
                                                draw_reference,
+                                               draw_unlabelled_reference,
                                                evaluate,
                                                latent_generators,
+)
+from ramos.stages.evaluation.retrieval import (
+                                               RetrievalTrainConfig,
+                                               diversity,
+                                               embed_motions,
+                                               embed_texts,
+                                               fid,
+                                               has_captions,
+                                               load_retrieval,
+                                               mm_dist,
+                                               multimodality,
+                                               r_precision,
+                                               repeated,
+                                               save_retrieval,
+                                               train_retrieval,
 )
 from ramos.stages.evaluation.scoring import (
                                                PLANTED,
@@ -34,10 +54,22 @@ from ramos.stages.evaluation.scoring import (
                                                root_speeds,
                                                score_set,
 )
+from ramos.stages.evaluation.text_protocol import (
+                                               TextGenerator,
+                                               TextReference,
+                                               TextSets,
+                                               evaluate_text,
+                                               latent_text_generators,
+                                               run_text_protocol,
+)
 
 __all__ = [
-    "PLANTED", "REAL", "TARGETS", "EvaluationConfig", "EvaluatorTrainConfig", "Generator", "Reference",
-    "check_targets", "checkpoint_generator", "choose_reference", "classify", "draw_reference", "evaluate",
-    "latent_generators", "load_evaluator", "motion_features", "physics", "root_speed_distance", "root_speeds",
-    "save_evaluator", "score_set", "train_evaluator",
+    "NO_LABEL", "PLANTED", "REAL", "TARGETS", "EvaluationConfig", "EvaluatorTrainConfig", "Generator", "Reference",
+    "RetrievalTrainConfig", "TextGenerator", "TextProtocolConfig", "TextReference", "TextSets", "check_targets",
+    "checkpoint_generator", "choose_reference", "choose_unlabelled_reference", "classify", "diversity",
+    "draw_reference", "draw_unlabelled_reference", "embed_motions",
+    "embed_texts", "evaluate", "evaluate_text", "fid", "has_captions", "latent_generators", "latent_text_generators",
+    "load_evaluator", "load_retrieval", "mm_dist", "motion_features", "multimodality", "physics", "r_precision",
+    "repeated", "root_speed_distance", "root_speeds", "run_text_protocol", "save_evaluator", "save_retrieval", "score_set",
+    "train_evaluator", "train_retrieval",
 ]

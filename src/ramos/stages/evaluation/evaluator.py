@@ -138,7 +138,7 @@ def train_evaluator(data: MotionDataset, cfg: EvaluatorTrainConfig | None = None
     held = np.concatenate([data.split_indices("val"), data.split_indices("test")])
     held = np.array([i for i in held if data.label_id(int(i)) >= 0], dtype=np.int64)
     info: dict[str, Any] = {"first_loss": float(np.mean(losses[:20])), "last_loss": float(np.mean(losses[-20:])),
-                            "steps": cfg.steps, "config": asdict(cfg), "heldout_windows": int(len(held))}
+                            "steps": cfg.steps, "config": asdict(cfg), "heldout_windows": len(held)}
     if len(held):
         motions = [np.asarray(data.windows[int(i)][: int(data.lengths[int(i)])]) for i in held]
         pred = classify(net, motions)

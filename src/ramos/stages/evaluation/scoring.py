@@ -62,7 +62,7 @@ def score_set(motions: Sequence[np.ndarray], labels: np.ndarray, feats: np.ndarr
     and features is what FID and the root speed distances compare against.
     """
     overall: dict[str, Any] = {
-        "n": int(len(motions)),
+        "n": len(motions),
         "fid": M.frechet_distance(feats, reference_feats),
         "diversity": M.diversity(feats),
         "multimodality": M.multimodality(feats, labels),
@@ -76,7 +76,7 @@ def score_set(motions: Sequence[np.ndarray], labels: np.ndarray, feats: np.ndarr
         ms = [motions[i] for i in sel]
         ref = [reference[i] for i in np.flatnonzero(reference_labels == k)]
         per_label[class_names[int(k)]] = {
-            "n": int(len(sel)),
+            "n": len(sel),
             "accuracy": float((predicted[sel] == k).mean()),
             "multimodality": M.multimodality(feats[sel], labels[sel]),
             **physics(ms, skeleton, fps),
