@@ -40,7 +40,40 @@ class _MaskedConvBlock(nn.Module):
         return (h + x) * m
 
 
-class MotionEvaluator(Buildable):
+class ConvMotionEncoder(Buildable):
+    """The temporal-convolution backbone shared by the label evaluator and the text-motion retrieval
+    model: motions (B, T, J, 3) metres with a validity mask (B, T) -> masked mean and max of the last
+    block's channels over the valid frames, (B, 2 * channels). Subclasses add their heads."""
+
+    def __init__(self, num_joints: int, channels: int, depth: int, stride: int, max_dilation: int, dropout: float,
+                 root: int, up_axis: int, feature_mean: list[float] | None, feature_std: list[float] | None) -> None:
+        super().__init__()
+        self.features_in = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
+        # Kernel 2 * stride - 1 with padding stride - 1 gives ceil(T / stride) outputs, aligned with mask[::stride].
+        self.inp = nn.Conv1d(num_joints * 3 + 1, channels, 2 * stride - 1, stride=stride, padding=stride - 1)
+        self.stride = stride
+        dilations = [2 ** (i % (max_dilation.bit_length())) for i in range(depth)]
+        self.blocks = nn.ModuleList(_MaskedConvBlock(channels, min(d, max_dilation), dropout) for d in dilations)
+
+    def pooled(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Masked mean and max pooling (B, 2 * channels) of the blocks' output over the valid frames."""
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        # Start every motion at the horizontal origin: the first frame's root "velocity" is its position.
+        start = x[:, :1, self.features_in.root : self.features_in.root + 1].clone()
+        start[..., self.features_in.up_axis] = 0.0
+        h = self.inp(self.features_in.masked_input(x - start, mask).transpose(1, 2))
+        m = mask[:, :: self.stride].to(x.dtype)[:, None, :]  # (B, 1, ceil(T / stride))
+        h = h * m
+        for block in self.blocks:
+            h = block(h, m)
+        mean = h.sum(-1) / m.sum(-1).clamp_min(1.0)
+        peak = h.masked_fill(m == 0, float("-inf")).amax(-1)
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # an all-padding row
+        return torch.cat([mean, peak], dim=-1)
+
+
+class MotionEvaluator(ConvMotionEncoder):
     """Label classifier over motions (B, T, J, 3) metres with a validity mask (B, T).
 
     Args:
@@ -62,15 +95,10 @@ class MotionEvaluator(Buildable):
                  feature_dim: int = 32, stride: int = 4, max_dilation: int = 4, dropout: float = 0.1, root: int = 0,
                  up_axis: int = 1, feature_mean: list[float] | None = None,
                  feature_std: list[float] | None = None) -> None:
-        super().__init__()
         if num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
-        self.features_in = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
-        # Kernel 2 * stride - 1 with padding stride - 1 gives ceil(T / stride) outputs, aligned with mask[::stride].
-        self.inp = nn.Conv1d(num_joints * 3 + 1, channels, 2 * stride - 1, stride=stride, padding=stride - 1)
-        self.stride = stride
-        dilations = [2 ** (i % (max_dilation.bit_length())) for i in range(depth)]
-        self.blocks = nn.ModuleList(_MaskedConvBlock(channels, min(d, max_dilation), dropout) for d in dilations)
+        super().__init__(num_joints, channels, depth, stride, max_dilation, dropout, root, up_axis, feature_mean,
+                         feature_std)
         self.embed = nn.Sequential(nn.Linear(2 * channels, 2 * channels), nn.SiLU(), nn.Linear(2 * channels, feature_dim))
         self.head = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), nn.Linear(feature_dim, num_classes))
         self.num_classes = num_classes
@@ -78,21 +106,7 @@ class MotionEvaluator(Buildable):
 
     def features(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Feature vectors (B, feature_dim) of motions ``x`` (B, T, J, 3) over their valid frames."""
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        # Start every motion at the horizontal origin: the first frame's root "velocity" is its position.
-        start = x[:, :1, self.features_in.root : self.features_in.root + 1].clone()
-        start[..., self.features_in.up_axis] = 0.0
-        h = self.inp(self.features_in.masked_input(x - start, mask).transpose(1, 2))
-        m = mask[:, :: self.stride].to(x.dtype)[:, None, :]  # (B, 1, ceil(T / stride))
-        h = h * m
-        for block in self.blocks:
-            h = block(h, m)
-        count = m.sum(-1).clamp_min(1.0)
-        mean = h.sum(-1) / count
-        peak = h.masked_fill(m == 0, float("-inf")).amax(-1)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # an all-padding row
-        return self.embed(torch.cat([mean, peak], dim=-1))
+        return self.embed(self.pooled(x, mask))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Class logits (B, num_classes)."""

@@ -22,12 +22,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ramos.motion.nets.evaluator import _MaskedConvBlock
-from ramos.motion.nets.motion import MotionFeatures
-from ramos.utils.spec import Buildable
+from ramos.motion.nets.evaluator import ConvMotionEncoder
 
 
-class TextMotionRetrieval(Buildable):
+class TextMotionRetrieval(ConvMotionEncoder):
     """Motion and text encoders into a shared, L2-normalised embedding space.
 
     Args:
@@ -48,15 +46,10 @@ class TextMotionRetrieval(Buildable):
                  stride: int = 4, max_dilation: int = 4, text_hidden: int = 256, dropout: float = 0.1,
                  temperature: float = 0.1, root: int = 0, up_axis: int = 1, feature_mean: list[float] | None = None,
                  feature_std: list[float] | None = None) -> None:
-        super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        self.features_in = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
-        # Kernel 2 * stride - 1 with padding stride - 1 gives ceil(T / stride) outputs, aligned with mask[::stride].
-        self.inp = nn.Conv1d(num_joints * 3 + 1, channels, 2 * stride - 1, stride=stride, padding=stride - 1)
-        self.stride = stride
-        dilations = [2 ** (i % (max_dilation.bit_length())) for i in range(depth)]
-        self.blocks = nn.ModuleList(_MaskedConvBlock(channels, min(d, max_dilation), dropout) for d in dilations)
+        super().__init__(num_joints, channels, depth, stride, max_dilation, dropout, root, up_axis, feature_mean,
+                         feature_std)
         self.motion_head = nn.Sequential(nn.Linear(2 * channels, 2 * channels), nn.SiLU(), nn.Dropout(dropout),
                                          nn.Linear(2 * channels, embed_dim))
         self.text_head = nn.Sequential(nn.Linear(text_dim, text_hidden), nn.SiLU(), nn.Dropout(dropout),
@@ -71,21 +64,7 @@ class TextMotionRetrieval(Buildable):
 
     def encode_motion(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Unit embeddings (B, embed_dim) of motions ``x`` (B, T, J, 3) metres over their valid frames (B, T)."""
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        # Start every motion at the horizontal origin: the first frame's root "velocity" is its position.
-        f = self.features_in
-        start = x[:, :1, f.root : f.root + 1].clone()
-        start[..., f.up_axis] = 0.0
-        h = self.inp(f.masked_input(x - start, mask).transpose(1, 2))
-        m = mask[:, :: self.stride].to(x.dtype)[:, None, :]  # (B, 1, ceil(T / stride))
-        h = h * m
-        for block in self.blocks:
-            h = block(h, m)
-        mean = h.sum(-1) / m.sum(-1).clamp_min(1.0)
-        peak = h.masked_fill(m == 0, float("-inf")).amax(-1)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # an all-padding row
-        return nn.functional.normalize(self.motion_head(torch.cat([mean, peak], dim=-1)), dim=-1)
+        return nn.functional.normalize(self.motion_head(self.pooled(x, mask)), dim=-1)
 
     def encode_text(self, emb: Tensor) -> Tensor:
         """Unit embeddings (B, embed_dim) of sentence embeddings (B, text_dim)."""
