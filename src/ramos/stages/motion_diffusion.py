@@ -89,7 +89,13 @@ class MotionDiffusionConfig:
         cond_drop_prob: share of training prompts replaced by "none" (enables classifier-free guidance).
         text_noise: standard deviation of Gaussian noise added to each dimension of a training prompt's
             embedding (then made unit length again), so that the model answers the neighbourhood of each
-            caption, not only the caption itself: free text never seen in training lands there.
+            caption, not only the caption itself: free text never seen in training lands there. On the
+            embedded set (one training run each, same VAE; benchmarks/bench_paraphrases.py, ramos evaluate),
+            49 held-out paraphrases were recognised as their action 0.719 of the time at 0, 0.801 at 0.01,
+            0.847 at 0.02, 0.872 at 0.03 and 0.867 at 0.06; labels asked as labels 1.000 up to 0.02, 0.985
+            at 0.03, 0.956 at 0.06; label FID 6.3, 9.8, 6.5, 13.9 (floor 4.1; it varies between runs) and
+            text R-precision top-3 0.974, 0.968, 0.966, 0.956. 0.02 (cosine about 0.94 to the clean
+            embedding) meets every target.
         noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`): cosine schedule (MDM; MLD
             uses scaled_linear), and the denoiser predicts the clean latent ("sample"): FID 8.2 where v
             gave 40.5 at the same steps, as the latents lie on a thin manifold and noise does not.
@@ -130,7 +136,7 @@ class MotionDiffusionConfig:
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     cond_drop_prob: float = 0.1
-    text_noise: float = 0.0
+    text_noise: float = 0.02
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
