@@ -290,16 +290,16 @@ def data_info(data: MotionDataset, vae_path: str | os.PathLike[str] | None = Non
 
 
 def _example_prompts(data: MotionDataset, n: int = 8) -> list[str]:
-    """The first caption of up to ``n`` clips of the training split (what the sample strip of a model
-    without labels shows)."""
-    seen: dict[str, str] = {}
+    """The first caption of up to ``n`` clips of the training split, each caption once (what the sample
+    strip and the pipeline's samples show for a model without labels)."""
+    seen: dict[str, None] = {}
     for i in data.split_indices("train"):
         meta = data.meta[int(i)]
-        if meta.get("captions") and meta.get("clip_id") not in seen and not meta.get("mirrored"):
-            seen[meta.get("clip_id")] = " ".join(meta["captions"][0].split())
+        if meta.get("captions") and not meta.get("mirrored"):
+            seen.setdefault(" ".join(meta["captions"][0].split()), None)
         if len(seen) >= n:
             break
-    return list(seen.values())
+    return list(seen)
 
 
 # --- construction ----------------------------------------------------------------------------------------
