@@ -460,3 +460,17 @@ def test_cli_bad_prompts_exit_non_zero_with_one_line(tmp_path, trained, capsys, 
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_video_auto_writes_mp4_on_a_plain_install(tmp_path, gen):
+    """imageio-ffmpeg ships ffmpeg in a wheel: --video auto gives MP4 without a system ffmpeg."""
+    import imageio_ffmpeg
+
+    result = gen.sample(["walk"], seconds=1.0, seed=3)
+    out = export_motions(result.motions, tmp_path / "out", gen.fps, gen.skeleton, result.labels, result.seeds,
+                         result.settings, bvh=False)
+    index = json.loads((out / "index.json").read_text())
+    video = out / index["motions"][0]["files"]["video"]
+    assert video.suffix == ".mp4"
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames == 20 and seconds == pytest.approx(1.0, abs=0.05)
