@@ -121,7 +121,7 @@ class PipelineResult:
         if "evaluate" in s:
             lines.append(f"report:  {s['evaluate']['report']}")
         if "generate" in s:
-            lines.append(f"motions: {s['generate']['folder']} (GIF, BVH, npy; index.json)")
+            lines.append(f"motions: {s['generate']['folder']} (MP4 or GIF, BVH, npy; index.json)")
         return "\n".join(lines)
 
 
