@@ -12,6 +12,7 @@ updates its own file under ``benchmarks/results/``; BENCHMARKS.md says what each
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,8 @@ def plan(pipeline: Path | None, everything: bool) -> dict[str, list[str]]:
                           "--latent", str(pipeline / "diffusion" / "last.ckpt"), "--dataset", str(pipeline / "data"),
                           "--evaluator", str(pipeline / "reports" / "evaluator.ckpt"),
                           "--out", str(pipeline.parent / f"{pipeline.name}_vs_raw")]
+    if shutil.which("blender") is not None:  # Debian's blender: ../shared/reference/tools.md
+        runs["blender_bvh"] = ["bench_blender_bvh.py"] + ([] if pipeline is None else ["--pipeline", str(pipeline)])
     if everything:
         runs["mnist"] = ["bench_mnist.py"]
     return runs
