@@ -23,6 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
@@ -33,6 +34,8 @@ def default_generator(width: int | None = None, depth: int | None = None):
     from ramos.diffusion import LatentDiffusionModule
     from ramos.diffusion.nets import ResidualMLPDenoiser
     from ramos.motion.generate import MotionGenerator
+    from ramos.motion.io import builtin
+    from ramos.motion.rigid import rest_skeleton
     from ramos.motion.skeleton import HUMANML3D
     from ramos.stages.motion_diffusion import MotionDiffusionConfig
     from ramos.stages.motion_vae.train import MotionVAEConfig, build_motion_vae
@@ -41,7 +44,9 @@ def default_generator(width: int | None = None, depth: int | None = None):
 
     window = 200
     vae_cfg, cfg = MotionVAEConfig(), MotionDiffusionConfig()
-    vae = build_motion_vae(vae_cfg, HUMANML3D, window)
+    # The rigid skeleton of the embedded clips: trained decoders end in it (its cost is measured too).
+    rest = rest_skeleton(np.concatenate([c.positions for c in builtin.load_all()]), HUMANML3D)
+    vae = build_motion_vae(vae_cfg, HUMANML3D, window, rest_offsets=rest)
     latent = vae_cfg.net.latent_dim
     denoiser = ResidualMLPDenoiser(latent, width or cfg.denoiser.width, depth or cfg.denoiser.depth,
                                    cond_scalars=["length"], text_dim=TEXT_DIM)

@@ -42,7 +42,6 @@ import numpy as np
 
 from ramos.motion.io import builtin
 from ramos.motion.preprocess import (
-    clip_bone_lengths,
     cycle_frames,
     loop_clip,
     mirror,
@@ -50,6 +49,7 @@ from ramos.motion.preprocess import (
     normalize,
     resample,
 )
+from ramos.motion.rigid import make_rigid, rest_skeleton
 from ramos.motion.skeleton import HUMANML3D
 from ramos.utils.atomic import atomic_dir
 
@@ -106,10 +106,9 @@ def _hold(positions: np.ndarray, frames: int) -> tuple[np.ndarray, int, int]:
     return held, before, after
 
 
-def _finish(positions: np.ndarray, bones: np.ndarray) -> np.ndarray:
-    """Captured bone lengths, floor at y = 0, first frame at the origin facing +z."""
-    fixed = HUMANML3D.set_bone_lengths(positions, bones)
-    return normalize(fixed, HUMANML3D).astype(np.float32)
+def _finish(positions: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """The captured (rigid) skeleton, floor at y = 0, first frame at the origin facing +z."""
+    return normalize(make_rigid(positions, HUMANML3D, rest), HUMANML3D).astype(np.float32)
 
 
 def pieces(seed: int = 0) -> list[dict]:
@@ -117,7 +116,7 @@ def pieces(seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for clip in builtin.load_all():
-        bones = clip_bone_lengths(clip.positions, HUMANML3D)
+        rest = rest_skeleton(clip.positions, HUMANML3D)
         at20 = resample(clip.positions, clip.fps, FPS)
         base = {"clip": clip.source_id, "label": clip.labels[0], "captions": clip.captions}
         if clip.meta.get("loop") == "wrap":
@@ -133,11 +132,11 @@ def pieces(seed: int = 0) -> list[dict]:
                 motion = loop_clip(at20, FPS, seconds, HUMANML3D, cycle, phase)
                 # phase 0 over the clip's own length gives its frames back (the interpolant passes through them)
                 looped = phase + motion.shape[0] > at20.shape[0]
-                out.append({**base, "positions": _finish(motion, bones), "phase": phase, "looped": looped,
+                out.append({**base, "positions": _finish(motion, rest), "phase": phase, "looped": looped,
                             "held_frames": [0, 0]})
         else:
             held, before, after = _hold(at20, math.ceil(MIN_SECONDS * FPS))
-            out.append({**base, "positions": _finish(held, bones), "phase": 0, "looped": False,
+            out.append({**base, "positions": _finish(held, rest), "phase": 0, "looped": False,
                         "held_frames": [before, after]})
     return out
 

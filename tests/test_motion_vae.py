@@ -376,6 +376,12 @@ def test_train_command_writes_a_reusable_checkpoint(tmp_path):
     # Decoded windows are metres (the statistics live inside the networks): errors are of the
     # order of the motion, not of standardised units.
     assert (rec - x).abs()[mask].mean() < 1.0
+    # ... and a rigid skeleton, the training data's: every bone keeps its rest length in every frame
+    # (the toy data's own arm bones stretch as the joints swing; the decoder's cannot).
+    rest = vae.decoder.rigid.offsets.norm(dim=-1)[torch.from_numpy(HUMANML3D.bones[:, 1])]
+    lengths = HUMANML3D.bone_lengths(rec.detach().numpy())
+    assert np.abs(lengths - rest.numpy()).max() < 1e-5
+    assert HUMANML3D.bone_lengths(x.numpy()).std(1).max() > 1e-3
 
 
 def test_step_budget_whatever_the_data_size(tmp_path):

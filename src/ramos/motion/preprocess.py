@@ -46,11 +46,6 @@ def resample(positions: np.ndarray, fps_in: float, fps_out: float) -> np.ndarray
     return out.reshape((t_out,) + positions.shape[1:]).astype(np.float32)
 
 
-def clip_bone_lengths(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """(J-1,) bone lengths of a captured clip (T, J, 3): the median over its frames."""
-    return np.median(skeleton.bone_lengths(positions), axis=0)
-
-
 def _rotation_y(angle: float) -> np.ndarray:
     """Matrix turning a horizontal direction by ``angle`` radians about +y (z towards x)."""
     c, s = math.cos(angle), math.sin(angle)

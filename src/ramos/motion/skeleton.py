@@ -137,23 +137,6 @@ class Skeleton:
                 k = self.parents[k]
         return self.bones[np.argsort(depth[self.bones[:, 1]], kind="stable")]
 
-    def set_bone_lengths(self, positions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Positions (..., J, 3) whose bones (``bones`` order) have ``lengths`` (J-1,), root kept.
-
-        Each child is re-attached to its (already corrected) parent along the bone's own
-        direction, so joint angles are kept and only the lengths change. Interpolating positions
-        between two distant poses (resampling, bridging a loop) shortens the bones along the
-        chord; this puts them back.
-        """
-        out = np.array(positions, dtype=np.float64, copy=True)
-        full = np.zeros(self.num_joints)
-        full[self.bones[:, 1]] = lengths
-        for p, c in self.topological_bones:
-            d = positions[..., c, :] - positions[..., p, :]
-            norm = np.linalg.norm(d, axis=-1, keepdims=True)
-            out[..., c, :] = out[..., p, :] + d / np.maximum(norm, 1e-9) * full[c]
-        return out.astype(positions.dtype, copy=False)
-
     # --- persistence ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "parents": list(self.parents),

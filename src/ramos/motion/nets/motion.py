@@ -21,10 +21,12 @@ import copy
 import functools
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ramos.motion.rigid import RigidSkeleton
 from ramos.utils.spec import Buildable
 from ramos.vae.nets import mlp
 
@@ -269,16 +271,25 @@ class BucketedMotionDecoder(Buildable):
     the rest of the window repeats the last decoded frame (padding: cut by the caller).
 
     ``refine`` > 0 adds a :class:`TemporalRefiner` of that many channels to the longest bucket (the
-    short ranges are reconstructed to about 1 cm already)."""
+    short ranges are reconstructed to about 1 cm already).
+
+    ``skeleton`` (``Skeleton.to_dict()``) and ``rest_offsets`` (J, 3) end the decoder in a
+    :class:`~ramos.motion.rigid.RigidSkeleton`: every decoded motion is then forward kinematics of
+    that rest pose, its bones never stretch (decoders saved before it have neither and decode free
+    positions)."""
 
     def __init__(self, window: int, num_joints: int, latent_dim: int = 256, buckets: list[int] | None = None,
                  hidden: int = 512, root: int = 0, up_axis: int = 1,
                  feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
-                 refine: int = 0) -> None:
+                 refine: int = 0, skeleton: dict[str, Any] | None = None,
+                 rest_offsets: list[list[float]] | None = None) -> None:
         super().__init__()
         self.window = window
         self.buckets = _check_buckets(buckets, window)
         self.features = MotionFeatures(num_joints, root, up_axis, feature_mean, feature_std)
+        if (skeleton is None) != (rest_offsets is None):
+            raise ValueError("a rigid decoder needs both skeleton and rest_offsets")
+        self.rigid = RigidSkeleton(skeleton, rest_offsets) if skeleton is not None and rest_offsets is not None else None
         self.experts = nn.ModuleList(LinearResidual(latent_dim, b * num_joints * 3, hidden) for b in self.buckets)
         self.refiner = TemporalRefiner(num_joints * 3, refine) if refine > 0 else None
         self._frozen_experts: list[Callable[[Tensor], Tensor]] | None = None
@@ -338,7 +349,8 @@ class BucketedMotionDecoder(Buildable):
         index = bucket_of(_lengths(mask, z.shape[0], self.window, z.device), self.buckets)
         f = _route([functools.partial(self._decode_bucket, k) for k in range(len(self.buckets))],
                    [z] * len(self.buckets), index)
-        return self.features.positions(f)
+        positions = self.features.positions(f)
+        return positions if self.rigid is None else self.rigid(positions)
 
 
 @torch.no_grad()

@@ -41,10 +41,11 @@ from ramos.utils.config import to_dict
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-PROCESSING_VERSION = 3
+PROCESSING_VERSION = 4
 """Bumped when processing changes the windows a config gives (2: augmented copies keep the bone
-lengths; 3: embedded-set captions, BABEL segment labels, HumanML3D mirrored flags), so that cached data
-sets prepared by older code are not reused."""
+lengths; 3: embedded-set captions, BABEL segment labels, HumanML3D mirrored flags; 4: interpolated
+frames go back onto the clip's rigid skeleton, clusters included), so that cached data sets prepared
+by older code are not reused."""
 
 # Errors a bad source file is expected to raise from inside a reader (ClipError is a ValueError).
 # Anything else (MemoryError from a hostile header, a reader bug tripped by one odd file) still

@@ -18,7 +18,6 @@ from ramos.motion.clip import Clip
 from ramos.motion.dataset import SPLITS, Split
 from ramos.motion.preprocess import (
     canonicalize,
-    clip_bone_lengths,
     compile_patterns,
     cycle_frames,
     excluded_by,
@@ -34,6 +33,7 @@ from ramos.motion.preprocess import (
     velocity_pieces,
     window_starts,
 )
+from ramos.motion.rigid import make_rigid, rest_skeleton
 from ramos.motion.skeleton import Skeleton
 from ramos.stages.data.config import AugmentConfig, PrepareConfig, SplitConfig
 
@@ -255,10 +255,10 @@ class ClipProcessor:
             frames = clip.num_frames if held_out else cycle_frames(clip.positions, self.skeleton)
             cycle = frames * self.cfg.fps / clip.fps
         mirrors = (False, True) if split == "train" and aug.mirror else (False,)
-        bones = clip_bone_lengths(positions, self.skeleton)  # median: robust to the few interpolated frames
         rng = np.random.default_rng([aug.seed, int(stable_fraction(clip.source_id) * 2**32)])
         for mirrored in mirrors:
             base = mirror(positions, self.skeleton) if mirrored else positions
+            rest = rest_skeleton(base, self.skeleton)  # medians: robust to the few interpolated frames
             for copy in range(1 + ((aug.copies or 0) if split == "train" else 0)):
                 speed, yaw, phase = 1.0, 0.0, 0
                 if copy > 0:
@@ -271,12 +271,8 @@ class ClipProcessor:
                         phase = int(rng.integers(0, max(1, int(cyc))))
                     p = loop_clip(p, self.cfg.fps, aug.loop_seconds, self.skeleton, cyc, phase)
                 # Interpolated frames (resampling, speed copies, bridged loops) shorten the bones
-                # along the chord between two poses; every window keeps the captured skeleton.
-                # Keep the lowest point where it was, so the clip's floor stays at y = 0.
-                up = self.skeleton.up_axis
-                fixed = self.skeleton.set_bone_lengths(p, bones)
-                fixed[..., up] += p[..., up].min() - fixed[..., up].min()
-                p = fixed
+                # and bend rigid parts; every window keeps the captured skeleton, floor at y = 0.
+                p = make_rigid(p, self.skeleton, rest)
                 yield p, {"mirrored": mirrored, "speed": round(speed, 4), "yaw_deg": round(yaw, 2),
                           "looped": bool(looped), "copy": copy}
 

@@ -32,6 +32,7 @@ from ramos.motion.nets.motion import (
     init_buckets_from_pca,
 )
 from ramos.motion.preprocess import canonicalize, pad_window
+from ramos.motion.rigid import rest_skeleton
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.config import save_config, to_dict
@@ -149,15 +150,21 @@ class MotionVAEConfig:
 
 # --- construction ----------------------------------------------------------------------------------
 def build_motion_vae(cfg: MotionVAEConfig, skeleton: Skeleton, window: int,
-                     feature_mean: list[float] | None = None, feature_std: list[float] | None = None) -> VAEModule:
-    """The generic VAE module with the motion networks and loss of ``cfg`` injected."""
+                     feature_mean: list[float] | None = None, feature_std: list[float] | None = None,
+                     rest_offsets: np.ndarray | None = None) -> VAEModule:
+    """The generic VAE module with the motion networks and loss of ``cfg`` injected.
+
+    ``rest_offsets`` (J, 3), the training data's rest skeleton (:func:`ramos.motion.rigid.rest_skeleton`),
+    ends the decoder in a rigid skeleton (what :func:`train_motion_vae` always does)."""
     n = cfg.net
     common: dict[str, Any] = {"window": window, "num_joints": skeleton.num_joints, "latent_dim": n.latent_dim,
                               "root": skeleton.root, "up_axis": skeleton.up_axis,
                               "feature_mean": feature_mean, "feature_std": feature_std,
                               "buckets": [b for b in n.buckets if b < window] + [window],  # a shorter window caps them
                               "hidden": n.residual}
-    encoder, decoder = BucketedMotionEncoder(**common), BucketedMotionDecoder(**common)
+    rigid = {} if rest_offsets is None else {"skeleton": skeleton.to_dict(),
+                                             "rest_offsets": np.asarray(rest_offsets, dtype=float).tolist()}
+    encoder, decoder = BucketedMotionEncoder(**common), BucketedMotionDecoder(**common, **rigid)
     lc = cfg.loss
     dim = skeleton.num_joints * 3
     if lc.feature_weight > 0 and feature_std is None:  # untrained/benchmark builds: unit statistics
@@ -388,7 +395,9 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
     sample = torch.as_tensor(np.asarray(data.windows[np.sort(stats_idx)], dtype=np.float32))
     sample_mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[np.sort(stats_idx)])[:, None]
     mean, std = feature_stats(sample, sample_mask, data.skeleton.root, data.skeleton.up_axis)
-    vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std)
+    # Decoded motions are forward kinematics of the training data's skeleton (bones never stretch).
+    rest = rest_skeleton(sample[sample_mask].numpy(), data.skeleton)
+    vae = build_motion_vae(cfg, data.skeleton, data.window, mean, std, rest)
     _init_buckets(vae, data, train_idx, o.seed)
 
     train_ds = RandomLengthCrop(dm.split("train"), o.crop_prob, o.min_crop_frames, o.seed,
