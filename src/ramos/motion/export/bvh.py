@@ -16,19 +16,23 @@ joint positions. :func:`to_bvh` therefore solves rotations from positions:
   is ``Rz @ Rx @ Ry``; angles are unwrapped over time so the curves have no 360-degree jumps.
 
 Units are metres, y up (import into Blender with scale 1 and the default "Y up, -Z forward").
-Motions with constant bone lengths come back exactly (to the written precision); motions whose
-bone lengths vary (generated ones do, slightly) are exported on the fixed mean-length skeleton:
-bone directions are kept, lengths become their means.
+Rigid motions (captured ones; generated ones, whose decoder ends in :mod:`ramos.motion.rigid`)
+come back exactly, to the written precision: the rotations solved are those of their forward
+kinematics. A motion whose bones stretch (a decoder saved before the rigid skeleton, a hand-made
+npy) is exported on its fixed mean-length skeleton: bone directions are kept, lengths become their
+means.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ramos.motion.rigid import kabsch as _kabsch
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import atomic_path, write_text
 
@@ -70,17 +74,6 @@ def save_npy(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skel
 
 
 # --- rotation helpers (batched over frames) -----------------------------------------------------------
-def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotations R (..., 3, 3) minimising sum_k |R a_k - b_k|^2 for point sets a, b (..., K, 3)."""
-    m = np.swapaxes(b, -1, -2) @ a  # sum_k b_k a_k^T
-    u, _, vt = np.linalg.svd(m)
-    d = np.sign(np.linalg.det(u @ vt))
-    d = np.where(d == 0, 1.0, d)
-    fix = np.ones(u.shape[:-1])
-    fix[..., -1] = d
-    return (u * fix[..., None, :]) @ vt
-
-
 def _shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rotations (..., 3, 3) turning direction a onto direction b (..., 3) about their common normal."""
     a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
@@ -136,25 +129,36 @@ def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.nd
     return offsets
 
 
-def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
+def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton = HUMANML3D,
+                    aims: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Local joint rotations (T, J, 3, 3) that pose the rest ``offsets`` like ``positions``.
 
     Global rotation of joint j: G_j = G_parent @ L_j; a child c sits at p_j + G_j @ offsets[c].
+    ``aims`` (default: each joint's children) lists per joint the joints whose directions from it
+    set its rotation; a descendant's rest vector is the sum of the offsets down to it (the rest
+    pose has no rotations). Only the positions of joints that aim or are aimed at are read.
     """
     pos = _check(positions, skeleton)
     t = pos.shape[0]
-    kids = _children(skeleton)
+    if aims is None:
+        aims = _children(skeleton)
+        rest_vectors = [offsets[cs] for cs in aims]
+    else:
+        rest = np.zeros((skeleton.num_joints, 3))
+        for j, p in enumerate(skeleton.parents):
+            rest[j] = (rest[p] if p >= 0 else 0.0) + offsets[j]
+        rest_vectors = [rest[list(cs)] - rest[j] for j, cs in enumerate(aims)]
     glob = np.tile(np.eye(3), (t, skeleton.num_joints, 1, 1))
     local = glob.copy()
     for j, p in enumerate(skeleton.parents):
         g_parent = glob[:, p] if p >= 0 else np.tile(np.eye(3), (t, 1, 1))
-        cs = kids[j]
+        cs = list(aims[j])
         if len(cs) == 1:
             observed_in_parent = np.einsum("tba,tb->ta", g_parent, pos[:, cs[0]] - pos[:, j])
-            local[:, j] = _shortest_arc(np.broadcast_to(offsets[cs[0]], (t, 3)), observed_in_parent)
+            local[:, j] = _shortest_arc(np.broadcast_to(rest_vectors[j][0], (t, 3)), observed_in_parent)
             glob[:, j] = g_parent @ local[:, j]
         elif len(cs) > 1:
-            glob[:, j] = _kabsch(np.broadcast_to(offsets[cs], (t, len(cs), 3)), pos[:, cs] - pos[:, j : j + 1])
+            glob[:, j] = _kabsch(np.broadcast_to(rest_vectors[j], (t, len(cs), 3)), pos[:, cs] - pos[:, j : j + 1])
             local[:, j] = np.swapaxes(g_parent, -1, -2) @ glob[:, j]
         else:
             glob[:, j] = g_parent  # a leaf: nothing to aim, keep the parent's orientation
