@@ -17,7 +17,7 @@ from ramos.commands._args import UserError
 
 # Order is the order shown in --help.
 COMMANDS: tuple[str, ...] = (
-    "mnist", "data", "train", "study", "analyze", "generate", "evaluate", "pipeline",
+    "mnist", "data", "train", "study", "analyze", "generate", "view", "evaluate", "pipeline",
 )
 
 
