@@ -206,8 +206,8 @@ def test_export_writes_npy_video_bvh_and_index(tmp_path, gen):
     assert index["settings"]["seed"] == 3 and index["settings"]["sampler"] == "dpmsolver++" and index["fps"] == 20.0
     assert [(m["label"], m["seed"], m["frames"]) for m in index["motions"]] == [("walk", 3, 20), (None, 4, 20)]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["000_walk.bvh", "000_walk.gif", "000_walk.npy", "001_any.bvh", "001_any.gif", "001_any.npy",
-                     "index.json"]
+    assert files == ["000_walk.bvh", "000_walk.gif", "000_walk.glb", "000_walk.npy", "001_any.bvh", "001_any.gif",
+                     "001_any.glb", "001_any.npy", "index.html", "index.json"]
     arr = np.load(out / "000_walk.npy", allow_pickle=False)
     assert arr.dtype == np.float32 and arr.shape == (20, 22, 3)
     np.testing.assert_array_equal(arr, result.motions[0])
@@ -244,7 +244,7 @@ def test_cli_generates_and_refuses_to_overwrite(tmp_path, trained, capsys):
     assert "exists and is not empty (pass --overwrite" in capsys.readouterr().err
     assert _cli("--checkpoint", ckpt, "--n", "1", "--seconds", "1", "--video", "none", "--no-bvh", "--overwrite",
                 "--out", str(out)) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["000_any.npy", "index.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["000_any.glb", "000_any.npy", "index.html", "index.json"]
     unrelated = tmp_path / "mine"
     unrelated.mkdir()
     (unrelated / "notes.txt").write_text("keep me")
@@ -474,3 +474,44 @@ def test_video_auto_writes_mp4_on_a_plain_install(tmp_path, gen):
     assert video.suffix == ".mp4"
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
     assert frames == 20 and seconds == pytest.approx(1.0, abs=0.05)
+
+
+def test_cli_writes_the_character_bvh_and_smpl_and_refuses_bad_ones_before_sampling(tmp_path, trained, capsys):
+    """--skeleton and --body-model: the motion on the user's rig and as SMPL-H parameters; a bad rig or
+    model is one line naming the file, and nothing is written."""
+    from test_export_smpl import _t_pose, _write_model
+    from test_retarget import bvh_text, mixamo_rig
+
+    from ramos.motion.export import load_target, retarget
+    from ramos.motion.io import amass, builtin
+
+    ckpt = str(trained[2])
+    rig = tmp_path / "hero.bvh"
+    rig.write_text(bvh_text(mixamo_rig(), "Xposition Yposition Zposition Zrotation Xrotation Yrotation",
+                            "Zrotation Xrotation Yrotation"))
+    walk = next(c for c in builtin.load_all() if c.labels[0] == "walk").positions
+    models = tmp_path / "smplh"
+    _write_model(models / "neutral" / "model.npz", _t_pose(walk))
+    out = tmp_path / "gen"
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--n", "1", "--seconds", "1", "--video", "none",
+                "--skeleton", str(rig), "--body-model", str(models), "--out", str(out)) == 0
+    index = json.loads((out / "index.json").read_text())
+    files = index["motions"][0]["files"]
+    assert files["character_bvh"] == "000_walk_hero.bvh" and files["smplh"] == "000_walk_smplh.npz"
+    assert index["character"]["joint_map"] == load_target(rig).joint_map
+    motion = np.load(out / files["npy"])
+    # The character file is the retargeting of exactly the exported motion, on the rig's own bones.
+    assert (out / files["character_bvh"]).read_text() == retarget(motion, load_target(rig), fps=20.0).to_bvh()
+    (item,) = amass.list_items(out / files["smplh"])
+    (clip,) = amass.read_item(item, model_dir=models)
+    # (How close the fit comes is tests/test_export_smpl.py's: this toy model's motions are no human.)
+    assert clip.fps == 20.0 and clip.positions.shape == motion.shape
+
+    bad = tmp_path / "broken.bvh"
+    bad.write_text("HIERARCHY\nROOT Hips\n{\n  OFFSET 0 0\n")
+    for flag, path, reason in (("--skeleton", bad, "broken.bvh"), ("--body-model", tmp_path / "nowhere", "nowhere")):
+        again = tmp_path / f"again{flag}"
+        assert _cli("--checkpoint", ckpt, "--n", "1", "--seconds", "1", flag, str(path), "--out", str(again)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and reason in err, err
+        assert not again.exists()

@@ -1,13 +1,18 @@
 """``ramos generate``: sample motions from a motion diffusion checkpoint and export them.
 
-Writes OUT/<i>_<prompt or label>.npy (float32 (T, 22, 3), HumanML3D new_joints), a stick-figure GIF
-(or MP4), a .bvh and OUT/index.json. Heavy imports happen in :func:`run`.
+Writes OUT/<i>_<prompt or label>.npy (float32 (T, 22, 3), HumanML3D new_joints), a stick-figure MP4
+(or GIF), a .bvh and a .glb, optionally SMPL-H parameters and a BVH on the user's character, plus
+OUT/index.json and OUT/index.html (a page playing them in 3D). Heavy imports happen in :func:`run`.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ramos.motion.export.retarget import TargetRig
 
 DEFAULT_DIFFUSION_CKPT = Path("runs/pipeline/diffusion/last.ckpt")
 """Where ``ramos pipeline`` leaves the motion diffusion checkpoint (the default of ``--checkpoint``)."""
@@ -45,6 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video", choices=("auto", "gif", "mp4", "none"), default="auto",
                    help="animation format; auto = MP4 where ffmpeg is available, else GIF (default: %(default)s)")
     p.add_argument("--no-bvh", action="store_true", help="do not write .bvh files")
+    p.add_argument("--no-glb", action="store_true", help="do not write .glb (glTF 2.0) files")
+    p.add_argument("--skeleton", type=Path, default=None, metavar="CHARACTER.bvh",
+                   help="also write each motion on this character's skeleton (a BVH file: CMU, Mixamo and similar "
+                        "rigs; its joint names, hierarchy, rest pose, bone lengths and units are kept)")
+    p.add_argument("--body-model", type=Path, default=None, metavar="DIR",
+                   help="also write SMPL-H parameters (AMASS .npz layout) fitted to this SMPL-H body model "
+                        "(a folder with model.npz or male/ female/ neutral/ subfolders, as for `--source amass`)")
+    p.add_argument("--gender", choices=("neutral", "male", "female"), default="neutral",
+                   help="body model used with --body-model (default: %(default)s)")
     p.add_argument("--no-plant-feet", action="store_true",
                    help="keep the decoder's raw output (default: the stance foot is kept from sliding)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier generation output in --out")
@@ -75,8 +89,25 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
+def check_exports(skeleton: Path | None, body_model: Path | None, gender: str) -> TargetRig | None:
+    """Read the character skeleton and check the body model before sampling (one-line errors naming
+    the file); returns the character."""
+    from ramos.motion.clip import ClipError
+    from ramos.motion.export import SmplExportError, load_target
+    from ramos.motion.io.amass import load_body_model, model_file
+
+    character = load_target(skeleton) if skeleton is not None else None
+    if body_model is not None:
+        try:
+            load_body_model(str(model_file(body_model, gender)))
+        except (OSError, ClipError) as exc:
+            raise SmplExportError(str(exc)) from None
+    return character
+
+
 def run(args: argparse.Namespace) -> int:
     from ramos.commands._args import UserError
+    from ramos.motion.export import RetargetError, SmplExportError
     from ramos.motion.generate import GenerationError, MotionGenerator, check_output_dir, export_motions
     from ramos.motion.text import PromptError, check_prompt
 
@@ -94,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if n < 1:
             raise GenerationError(f"--n must be at least 1, got {n}")
         check_output_dir(args.out, args.overwrite)  # before the slow part
+        character = check_exports(args.skeleton, args.body_model, args.gender)
         if not args.checkpoint.is_file():
             raise GenerationError(f"{args.checkpoint}: checkpoint not found (train one with `ramos pipeline` or "
                                   "`ramos train motion-diffusion`, or pass --checkpoint)")
@@ -107,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
                             seconds=args.seconds, seed=args.seed, plant_feet=not args.no_plant_feet, texts=texts_n)
         out = export_motions(result.motions, args.out, gen.fps, gen.skeleton, result.labels, result.seeds,
                              result.settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite,
-                             prompts=result.prompts)
-    except GenerationError as exc:
+                             prompts=result.prompts, glb=not args.no_glb, body_model=args.body_model,
+                             gender=args.gender, character=character)
+    except (GenerationError, RetargetError, SmplExportError) as exc:
         raise UserError(str(exc)) from None
     seconds = sum(result.frames) / gen.fps
     print(f"ramos generate: {len(result.motions)} motions ({seconds:.1f} s in all) -> {out}/index.json")

@@ -22,11 +22,12 @@ from one generator seeded with ``seed`` for the whole batch.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -38,7 +39,22 @@ from ramos.motion.skeleton import Skeleton
 from ramos.motion.text import ENCODER, PromptError, label_prompt, text_encoder
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 
+if TYPE_CHECKING:
+    from ramos.motion.export.retarget import TargetRig
+
+log = logging.getLogger(__name__)
+
 VideoFormat = Literal["auto", "gif", "mp4", "none"]
+FILE_FORMATS: dict[str, str] = {
+    "npy": "float32 (T, J, 3) joint positions, metres, y up (HumanML3D new_joints)",
+    "video": "stick-figure animation (MP4 or GIF)",
+    "bvh": "metres, y up, Euler ZXY degrees; rest pose: the motion's own (rigid) skeleton",
+    "glb": "glTF 2.0 binary: joint hierarchy with a skin, a stick figure skinned to it, one animation; metres, y up",
+    "smplh": "AMASS-layout SMPL-H parameters (poses, trans, betas, gender, mocap_framerate), z up, "
+             "fitted to the given body model",
+    "character_bvh": "BVH on the given character skeleton (its joints, rest pose, units and axes)",
+}
+"""What each entry of an ``index.json`` motion's ``files`` holds (written into ``index.json``)."""
 DATA_KIND = "motion"
 """``data_info["kind"]`` of motion diffusion checkpoints (tells them apart from MNIST ones)."""
 MAX_BATCH = 1024
@@ -101,6 +117,14 @@ class MotionGenerator:
             raise CheckpointError(f"{where}: trained with the text encoder {info.get('text_encoder')!r}; "
                                   f"this version of RaMoS has {ENCODER!r}")
         self._check_shapes(where)
+        decoder = getattr(module.autoencoder, "decoder", None)
+        self.rest_offsets: np.ndarray | None = (
+            decoder.rigid.offsets.detach().cpu().numpy() if getattr(decoder, "rigid", None) is not None else None)
+        """(J, 3) rest skeleton every motion is forward kinematics of (None: a decoder saved before the
+        rigid skeleton, whose bones stretch; train again for exact BVH/glTF/SMPL exports)."""
+        if self.rest_offsets is None:
+            log.warning("%s: its VAE decoder predates the rigid skeleton: generated bones stretch, and "
+                        "BVH/glTF/SMPL exports are fitted onto their mean lengths (retrain for exact exports)", where)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MotionGenerator:
@@ -270,6 +294,7 @@ class MotionGenerator:
             motions += [np.ascontiguousarray(out[i, :frames[a + i]]) for i in range(b - a)]
         settings = {"steps": steps, "sampler": sampler, "guidance": guidance, "seed": seed, "seconds": seconds,
                     "n": n, "plant_feet": plant_feet, "checkpoint": self.checkpoint,
+                    "rigid_skeleton": self.rest_offsets is not None,
                     "guidance_distilled": self.module.hparams.get("student_guidance") == guidance}
         if self.text:
             settings["text_encoder"] = ENCODER
@@ -352,17 +377,26 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
                    seeds: Sequence[int] | None = None, settings: dict[str, Any] | None = None,
                    video: VideoFormat = "auto", bvh: bool = True,
                    overwrite: bool = False, progress: bool = True,
-                   prompts: Sequence[str | None] | None = None) -> Path:
-    """Write each motion as ``.npy`` (HumanML3D new_joints: float32 (T, J, 3)), a stick-figure video and
-    ``.bvh``, plus ``index.json`` (settings; per motion its label, prompt, seed, length and files).
+                   prompts: Sequence[str | None] | None = None, glb: bool = True, viewer: bool = True,
+                   body_model: str | os.PathLike[str] | None = None, gender: str = "neutral",
+                   character: TargetRig | None = None) -> Path:
+    """Write each motion as ``.npy`` (HumanML3D new_joints: float32 (T, J, 3)), a stick-figure video,
+    ``.bvh`` and ``.glb`` (glTF 2.0), plus ``index.json`` (settings; per motion its label, prompt, seed,
+    length and files) and ``index.html`` (:func:`ramos.motion.viewer.write_viewer`, a page that plays
+    them in 3D).
 
-    ``video``: "auto" (MP4 where ffmpeg is available, else GIF), "gif", "mp4" or "none". Everything
-    is written into a temporary folder renamed to ``out_dir`` at the end: a failure leaves nothing.
+    ``video``: "auto" (MP4 where ffmpeg is available, else GIF), "gif", "mp4" or "none".
+    ``body_model``: an SMPL-H model folder; each motion is also written as AMASS-layout SMPL-H
+    parameters (``_smplh.npz``, :func:`ramos.motion.export.save_smpl_npz`). ``character``: a skeleton
+    from the user's BVH file (:func:`ramos.motion.export.load_target`); each motion is also written on
+    it (``_<character>.bvh``). Everything is written into a temporary folder renamed to ``out_dir`` at
+    the end: a failure leaves nothing.
     """
     from tqdm import tqdm
 
-    from ramos.motion.export import save_bvh, save_npy
+    from ramos.motion.export import save_bvh, save_glb, save_npy, save_retargeted_bvh, save_smpl_npz
     from ramos.motion.render import mp4_available, render_gif, render_mp4
+    from ramos.motion.viewer import write_viewer
     from ramos.utils.atomic import atomic_dir, write_json
 
     labels = list(labels) if labels is not None else [None] * len(motions)
@@ -393,6 +427,15 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
             if bvh:
                 files["bvh"] = f"{stem}.bvh"
                 save_bvh(motion, tmp / files["bvh"], skeleton, fps)
+            if glb:
+                files["glb"] = f"{stem}.glb"
+                save_glb(motion, tmp / files["glb"], skeleton, fps)
+            if body_model is not None:
+                files["smplh"] = f"{stem}_smplh.npz"
+                save_smpl_npz(motion, tmp / files["smplh"], body_model, fps, gender, skeleton)
+            if character is not None:
+                files["character_bvh"] = f"{stem}_{_slug(character.path.stem)}.bvh"
+                save_retargeted_bvh(motion, tmp / files["character_bvh"], character, fps, skeleton)
             entries.append({"index": i, "label": label, "prompt": prompt,
                             "seed": None if seeds is None else int(seeds[i]),
                             "frames": int(motion.shape[0]),
@@ -402,8 +445,12 @@ def export_motions(motions: Sequence[np.ndarray], out_dir: str | os.PathLike[str
             "settings": dict(settings or {}),
             "fps": fps,
             "joints": list(skeleton.names),
-            "format": {"npy": "float32 (T, J, 3) joint positions, metres, y up (HumanML3D new_joints)",
-                       "bvh": "metres, y up, Euler ZXY degrees; rest pose from mean bone lengths"},
+            "format": {k: v for k, v in FILE_FORMATS.items() if any(k in e["files"] for e in entries)},
+            "character": None if character is None else {
+                "file": str(character.path), "joint_map": character.joint_map, "units": character.units,
+                "axes": character.axes_text},
             "motions": entries,
         })
+        if viewer:
+            write_viewer(tmp, title=out.name)
     return out
