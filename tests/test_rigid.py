@@ -65,19 +65,20 @@ def test_output_is_a_rigid_skeleton_and_bvh_reproduces_it() -> None:
     assert np.linalg.norm(out - free, axis=-1).mean() < 1.5 * np.linalg.norm(free - pos, axis=-1).mean()
 
 
-def test_each_bone_aims_from_its_placed_parent_at_the_decoded_child_and_the_root_stays() -> None:
+def test_chain_ends_land_where_they_were_decoded_and_the_root_stays() -> None:
+    """Feet and hands are where the decoder put them whenever the chain reaches (FABRIK), so a
+    planted foot stays planted; the joints between take up the bones' lengths."""
     pos = _clip("walk")
     rest = rest_skeleton(pos, HUMANML3D)
     shrunk = pos.copy()
-    shrunk[:, 1:] = pos[:, :1] + (pos[:, 1:] - pos[:, :1]) * 0.9  # a chord-like shrink towards the root
+    shrunk[:, 1:] = pos[:, :1] + (pos[:, 1:] - pos[:, :1]) * 0.95  # a chord-like shrink towards the root
     layer = RigidSkeleton(HUMANML3D.to_dict(), rest.tolist())
     out = layer(torch.from_numpy(shrunk)).numpy()
     np.testing.assert_allclose(out[:, 0], shrunk[:, 0], atol=1e-7)
-    single = [c for c, p in enumerate(HUMANML3D.parents) if p >= 0 and HUMANML3D.parents.count(p) == 1]
-    par = [HUMANML3D.parents[c] for c in single]
-    aim, bone = shrunk[:, single] - out[:, par], out[:, single] - out[:, par]
-    cos = (aim * bone).sum(-1) / np.linalg.norm(aim, axis=-1) / np.linalg.norm(bone, axis=-1)
-    assert cos.min() > 1 - 1e-5
+    ends = [HUMANML3D.index(n) for n in ("left_foot", "right_foot", "left_wrist", "right_wrist")]
+    assert np.linalg.norm(out[:, ends] - shrunk[:, ends], axis=-1).mean() < 0.003  # metres
+    # Aiming each bone from its placed parent alone (no backward pass) misses the feet by centimetres.
+    assert np.linalg.norm(shrunk[:, ends] - pos[:, ends], axis=-1).mean() > 0.02
 
 
 def test_gradients_flow_through_the_layer() -> None:

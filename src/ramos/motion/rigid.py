@@ -7,11 +7,14 @@ Such a motion is no skeleton: a BVH, glTF or SMPL file, which all store one rest
 rotations, cannot hold it, and every export then shows another motion than the npy and the video.
 :class:`RigidSkeleton` makes the decoder's output a real skeleton by construction:
 
-- the root is where the decoder put it; then, parents first, every joint is placed from its
-  parent's *placed* position:
-- a joint with one child aims its bone at where the decoder put the child, at the bone's rest
-  length (a rotation of the joint, twist left free), so the child lands as near its decoded place
-  as the bone allows and misses do not add up down a chain;
+- the root is where the decoder put it;
+- the tree is cut into chains: from a joint placed by its parent (the root, or a child of a joint
+  with several children) down single children to a leaf or to the next joint with several
+  children. Each chain keeps its first joint and brings its last to where the decoder put it,
+  as far as its bones reach, with FABRIK (Aristidou & Lasenby 2011: the chain aimed from the start,
+  then :data:`FABRIK_ITERATIONS` backward-forward passes). Feet and hands end chains, so a planted
+  decoded foot stays planted (placing each bone only from its parent lets the misses of hip, knee
+  and ankle add up at the foot; docs/motion_vae.md has the measurements);
 - a joint with several children (pelvis: hips and spine; spine3: neck and collars) turns its rest
   cluster as one rigid body onto the decoded children, with the rotation of the frame spanned by
   the two children farthest apart and the direction from their middle towards the others (a
@@ -25,18 +28,24 @@ weights; trained through, the decoder learns to aim the bones where the data has
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 from torch import Tensor, nn
 
-from ramos.motion.skeleton import Skeleton
+from ramos.motion.skeleton import HUMANML3D, Skeleton
 
 _EPS = 1e-8
+_EPS_NP = 1e-9
+FABRIK_ITERATIONS = 2
+"""Backward-forward passes that bring each chain's end to its decoded place (legs end at the feet)."""
 
 
-def _children(parents: list[int] | tuple[int, ...]) -> list[list[int]]:
+def children(parents: list[int] | tuple[int, ...]) -> list[list[int]]:
+    """Per joint the indices of its children."""
     kids: list[list[int]] = [[] for _ in parents]
     for c, p in enumerate(parents):
         if p >= 0:
@@ -83,23 +92,37 @@ class RigidSkeleton(nn.Module):
         bad = [sk.names[c] for c in sk.bones[:, 1] if lengths[c] < 1e-4]
         if bad:
             raise ValueError(f"zero-length bones in the rest skeleton: {', '.join(bad)}")
-        lengths[sk.root] = 0.0
         self.parents = list(sk.parents)
         self.root = sk.root
-        kids = _children(self.parents)
-        # Joints with children, parents before their children (each is placed before it aims).
-        self.order_parents = list(dict.fromkeys(int(p) for p in sk.topological_bones[:, 0]))
-        self.child_of = {p: cs[0] for p, cs in enumerate(kids) if len(cs) == 1}
-        self.clusters: list[tuple[int, list[int], tuple[int, int]]] = []
+        kids = children(self.parents)
+        self.clusters: dict[int, tuple[int, list[int], tuple[int, int]]] = {}
         rest_frames = []
         for p, cs in enumerate(kids):
             if len(cs) > 1:
                 dist = torch.cdist(off[cs], off[cs])
                 pair = divmod(int(dist.argmax()), len(cs))
-                self.clusters.append((p, cs, pair))
+                self.clusters[p] = (len(rest_frames), cs, pair)
                 rest_frames.append(_frame(*_cluster_axes(off[cs], pair, len(cs))).T)
+        # The tree cut into chains: each starts at a joint placed by its parent's cluster (or at the
+        # root) and runs down single children to a leaf or a cluster joint. Chains are placed in waves
+        # (a cluster's chains after the chain that ends at it); those of one wave and length together.
+        self.waves: list[list[tuple[Tensor, Tensor]]] = []
+        starts, seen = [sk.root], 0
+        while starts:
+            chains = []
+            for s in starts:
+                chain = [s]
+                while len(kids[chain[-1]]) == 1:
+                    chain.append(kids[chain[-1]][0])
+                chains.append(chain)
+            groups: dict[int, list[list[int]]] = {}
+            for chain in chains:
+                groups.setdefault(len(chain), []).append(chain)
+            self.waves.append([(torch.tensor(g), lengths[torch.tensor(g)]) for g in groups.values()])
+            seen += sum(len(c) for c in chains)
+            starts = [c for chain in chains for c in (kids[chain[-1]] if len(kids[chain[-1]]) > 1 else [])]
+        assert seen == sk.num_joints
         self.register_buffer("offsets", off)
-        self.register_buffer("lengths", lengths[:, None], persistent=False)
         self.register_buffer("rest_frames_t", torch.stack(rest_frames) if rest_frames else torch.zeros(0, 3, 3),
                              persistent=False)
 
@@ -107,23 +130,94 @@ class RigidSkeleton(nn.Module):
         """Rigid positions (..., J, 3), the root where ``positions`` has it."""
         out = torch.empty_like(positions)
         out[..., self.root, :] = positions[..., self.root, :]
-        clusters = {p: (k, cs, pair) for k, (p, cs, pair) in enumerate(self.clusters)}
-        # Parents first; each bone aims from its parent's *placed* position at its child's decoded one,
-        # so a joint lands as near its decoded place as its bone allows and the misses do not add up
-        # down a chain (aiming along the decoded bone instead carried the hip's miss to the foot:
-        # feet skated 1.9x the data's instead of 1.5x).
-        for p in self.order_parents:
-            if p in clusters:
-                k, cs, pair = clusters[p]
-                aim = positions[..., cs, :] - out[..., p : p + 1, :]
-                turn = _frame(*_cluster_axes(aim, pair, len(cs))) @ self.rest_frames_t[k]
-                out[..., cs, :] = out[..., p : p + 1, :] + (turn[..., None, :, :] @ self.offsets[cs, :, None])[..., 0]
-            else:
-                c = self.child_of[p]
-                d = positions[..., c, :] - out[..., p, :]
-                out[..., c, :] = out[..., p, :] + d * (self.lengths[c] / torch.linalg.vector_norm(
-                    d, dim=-1, keepdim=True).clamp_min(_EPS))
+        for wave in self.waves:
+            for chain, lengths in wave:
+                if chain.shape[1] > 1:
+                    out[..., chain[:, 1:], :] = _reach(out[..., chain[:, 0], :], positions[..., chain, :],
+                                                        lengths.to(positions), FABRIK_ITERATIONS)
+                for end in chain[:, -1].tolist():
+                    if end in self.clusters:
+                        k, cs, pair = self.clusters[end]
+                        aim = positions[..., cs, :] - out[..., end : end + 1, :]
+                        turn = _frame(*_cluster_axes(aim, pair, len(cs))) @ self.rest_frames_t[k]
+                        out[..., cs, :] = out[..., end : end + 1, :] + (
+                            turn[..., None, :, :] @ self.offsets[cs, :, None])[..., 0]
         return out
+
+
+def _unit(v: Tensor) -> Tensor:
+    return v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(_EPS)
+
+
+def _reach(start: Tensor, decoded: Tensor, lengths: Tensor, iterations: int) -> Tensor:
+    """Chains (..., G, n, 3) of decoded joints -> the joints after the start (..., G, n - 1, 3) on bones
+    of ``lengths`` (G, n; entry 0 unused), the start fixed at ``start`` (..., G, 3), the end as near
+    its decoded place as the chain reaches (FABRIK, Aristidou & Lasenby 2011)."""
+    n = decoded.shape[-2]
+    length = [lengths[:, i, None] for i in range(n)]
+    q = [start]
+    for i in range(1, n):  # follow the leader: each joint aimed at from its placed parent
+        q.append(q[i - 1] + length[i] * _unit(decoded[..., i, :] - q[i - 1]))
+    for _ in range(iterations):
+        back = [None] * n
+        back[n - 1] = decoded[..., n - 1, :]
+        for i in range(n - 2, 0, -1):
+            back[i] = back[i + 1] + length[i + 1] * _unit(q[i] - back[i + 1])
+        for i in range(1, n):
+            q[i] = q[i - 1] + length[i] * _unit(back[i] - q[i - 1])  # type: ignore[operator]
+    return torch.stack(q[1:], dim=-2)
+
+
+def _shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) turning direction a onto direction b (..., 3) about their common normal."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS_NP)
+    nb = np.linalg.norm(b, axis=-1, keepdims=True)
+    b = np.where(nb > _EPS_NP, b / np.maximum(nb, _EPS_NP), a)  # a zero-length bone keeps its rest direction
+    axis = np.cross(a, b)
+    sin, cos = np.linalg.norm(axis, axis=-1), (a * b).sum(-1)
+    angle = np.arctan2(sin, cos)
+    # Antiparallel directions: any axis perpendicular to a gives the half turn.
+    perp = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+    axis = np.where((sin < 1e-12)[..., None], perp, axis)
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), _EPS_NP)
+    shape = a.shape[:-1]
+    return Rotation.from_rotvec((axis * angle[..., None]).reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
+
+
+def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton = HUMANML3D,
+                    aims: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """Local joint rotations (T, J, 3, 3) that pose the rest ``offsets`` like ``positions``.
+
+    Global rotation of joint j: G_j = G_parent @ L_j; a child c sits at p_j + G_j @ offsets[c].
+    ``aims`` (default: each joint's children) lists per joint the joints whose directions from it
+    set its rotation; a descendant's rest vector is the sum of the offsets down to it (the rest
+    pose has no rotations). Only the positions of joints that aim or are aimed at are read.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    t = pos.shape[0]
+    if aims is None:
+        aims = children(skeleton.parents)
+        rest_vectors = [offsets[cs] for cs in aims]
+    else:
+        rest = np.zeros((skeleton.num_joints, 3))
+        for j, p in enumerate(skeleton.parents):
+            rest[j] = (rest[p] if p >= 0 else 0.0) + offsets[j]
+        rest_vectors = [rest[list(cs)] - rest[j] for j, cs in enumerate(aims)]
+    glob = np.tile(np.eye(3), (t, skeleton.num_joints, 1, 1))
+    local = glob.copy()
+    for j, p in enumerate(skeleton.parents):
+        g_parent = glob[:, p] if p >= 0 else np.tile(np.eye(3), (t, 1, 1))
+        cs = list(aims[j])
+        if len(cs) == 1:
+            observed_in_parent = np.einsum("tba,tb->ta", g_parent, pos[:, cs[0]] - pos[:, j])
+            local[:, j] = _shortest_arc(np.broadcast_to(rest_vectors[j][0], (t, 3)), observed_in_parent)
+            glob[:, j] = g_parent @ local[:, j]
+        elif len(cs) > 1:
+            glob[:, j] = kabsch(np.broadcast_to(rest_vectors[j], (t, len(cs), 3)), pos[:, cs] - pos[:, j : j + 1])
+            local[:, j] = np.swapaxes(g_parent, -1, -2) @ glob[:, j]
+        else:
+            glob[:, j] = g_parent  # a leaf: nothing to aim, keep the parent's orientation
+    return local
 
 
 def kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -143,7 +237,7 @@ def rest_skeleton(frames: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     first frame's directions (which they take does not matter: :class:`RigidSkeleton` re-aims them)."""
     pos = np.asarray(frames, dtype=np.float64)
     offsets = np.zeros((skeleton.num_joints, 3))
-    for p, cs in enumerate(_children(skeleton.parents)):
+    for p, cs in enumerate(children(skeleton.parents)):
         if not cs:
             continue
         observed = pos[:, cs] - pos[:, p : p + 1]  # (N, K, 3)

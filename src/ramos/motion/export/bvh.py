@@ -26,13 +26,14 @@ means.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from ramos.motion.rigid import children as _children_of
 from ramos.motion.rigid import kabsch as _kabsch
+from ramos.motion.rigid import solve_rotations
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import atomic_path, write_text
 
@@ -74,35 +75,11 @@ def save_npy(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skel
 
 
 # --- rotation helpers (batched over frames) -----------------------------------------------------------
-def _shortest_arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rotations (..., 3, 3) turning direction a onto direction b (..., 3) about their common normal."""
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), _EPS)
-    nb = np.linalg.norm(b, axis=-1, keepdims=True)
-    b = np.where(nb > _EPS, b / np.maximum(nb, _EPS), a)  # a zero-length bone keeps its rest direction
-    axis = np.cross(a, b)
-    sin, cos = np.linalg.norm(axis, axis=-1), (a * b).sum(-1)
-    angle = np.arctan2(sin, cos)
-    # Antiparallel directions: any axis perpendicular to a gives the half turn.
-    perp = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
-    axis = np.where((sin < 1e-12)[..., None], perp, axis)
-    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), _EPS)
-    shape = a.shape[:-1]
-    return Rotation.from_rotvec((axis * angle[..., None]).reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
-
-
-def _children(skeleton: Skeleton) -> list[list[int]]:
-    kids: list[list[int]] = [[] for _ in skeleton.names]
-    for c, p in enumerate(skeleton.parents):
-        if p >= 0:
-            kids[p].append(c)
-    return kids
-
-
 # --- the rest pose and the rotations ---------------------------------------------------------------------
 def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
     """(J, 3) rest offset of each joint from its parent (root: zeros); see the module docstring."""
     pos = _check(positions, skeleton)
-    kids = _children(skeleton)
+    kids = _children_of(skeleton.parents)
     offsets = np.zeros((skeleton.num_joints, 3))
     lengths = np.zeros(skeleton.num_joints)
     for c, p in enumerate(skeleton.parents):
@@ -129,42 +106,6 @@ def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.nd
     return offsets
 
 
-def solve_rotations(positions: np.ndarray, offsets: np.ndarray, skeleton: Skeleton = HUMANML3D,
-                    aims: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-    """Local joint rotations (T, J, 3, 3) that pose the rest ``offsets`` like ``positions``.
-
-    Global rotation of joint j: G_j = G_parent @ L_j; a child c sits at p_j + G_j @ offsets[c].
-    ``aims`` (default: each joint's children) lists per joint the joints whose directions from it
-    set its rotation; a descendant's rest vector is the sum of the offsets down to it (the rest
-    pose has no rotations). Only the positions of joints that aim or are aimed at are read.
-    """
-    pos = _check(positions, skeleton)
-    t = pos.shape[0]
-    if aims is None:
-        aims = _children(skeleton)
-        rest_vectors = [offsets[cs] for cs in aims]
-    else:
-        rest = np.zeros((skeleton.num_joints, 3))
-        for j, p in enumerate(skeleton.parents):
-            rest[j] = (rest[p] if p >= 0 else 0.0) + offsets[j]
-        rest_vectors = [rest[list(cs)] - rest[j] for j, cs in enumerate(aims)]
-    glob = np.tile(np.eye(3), (t, skeleton.num_joints, 1, 1))
-    local = glob.copy()
-    for j, p in enumerate(skeleton.parents):
-        g_parent = glob[:, p] if p >= 0 else np.tile(np.eye(3), (t, 1, 1))
-        cs = list(aims[j])
-        if len(cs) == 1:
-            observed_in_parent = np.einsum("tba,tb->ta", g_parent, pos[:, cs[0]] - pos[:, j])
-            local[:, j] = _shortest_arc(np.broadcast_to(rest_vectors[j][0], (t, 3)), observed_in_parent)
-            glob[:, j] = g_parent @ local[:, j]
-        elif len(cs) > 1:
-            glob[:, j] = _kabsch(np.broadcast_to(rest_vectors[j], (t, len(cs), 3)), pos[:, cs] - pos[:, j : j + 1])
-            local[:, j] = np.swapaxes(g_parent, -1, -2) @ glob[:, j]
-        else:
-            glob[:, j] = g_parent  # a leaf: nothing to aim, keep the parent's orientation
-    return local
-
-
 # --- BVH text ----------------------------------------------------------------------------------------
 def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.6f}" for v in values)
@@ -181,7 +122,7 @@ def to_bvh(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fps: float = 2
     offsets = rest_offsets(pos, skeleton)
     local = solve_rotations(pos, offsets, skeleton)
     t = pos.shape[0]
-    kids = _children(skeleton)
+    kids = _children_of(skeleton.parents)
     lines = ["HIERARCHY"]
     order: list[int] = []  # depth-first joint order = channel order in the MOTION section
 

@@ -36,7 +36,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ramos.motion.clip import ClipError
-from ramos.motion.export.bvh import _fmt, solve_rotations
+from ramos.motion.export.bvh import _fmt
 from ramos.motion.io.bvh import (
     REQUIRED_JOINTS,
     BvhMotion,
@@ -49,6 +49,7 @@ from ramos.motion.io.bvh import (
 from ramos.motion.io.bvh_maps import JOINT_MAPS, JointMap
 from ramos.motion.metrics import foot_skating_ratio
 from ramos.motion.postprocess import planting_shift
+from ramos.motion.rigid import children, solve_rotations
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import write_text
 
@@ -155,7 +156,7 @@ class Retargeted:
     def to_bvh(self) -> str:
         """The BVH text: the target's hierarchy and OFFSETs as in its file, then the frames."""
         rig = self.target
-        kids = _children(rig.parents)
+        kids = children(rig.parents)
         lines = ["HIERARCHY"]
 
         def emit(j: int, depth: int) -> None:
@@ -183,14 +184,6 @@ class Retargeted:
 def _exact(value: float) -> str:
     # OFFSETs are written back digit for digit (shortest round-trip form, no exponent).
     return np.format_float_positional(float(value), trim="-")
-
-
-def _children(parents: list[int]) -> list[list[int]]:
-    kids: list[list[int]] = [[] for _ in parents]
-    for c, p in enumerate(parents):
-        if p >= 0:
-            kids[p].append(c)
-    return kids
 
 
 def _hierarchy_only(text: str) -> str:
@@ -302,7 +295,7 @@ def load_target(path: str | os.PathLike[str], joint_map: str | JointMap | None =
 # --- the motion ----------------------------------------------------------------------------------------------
 def _aims(parents: list[int], rest: np.ndarray, mapped: set[int], tol: float) -> list[list[int]]:
     """Per joint, the mapped descendants whose directions set its rotation (see the module docstring)."""
-    kids = _children(parents)
+    kids = children(parents)
     aims: list[list[int]] = [[] for _ in parents]
     for j in mapped:
         stack = list(reversed(kids[j]))

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ramos.motion.clip import ClipError
-from ramos.motion.export.bvh import solve_rotations
+from ramos.motion.rigid import solve_rotations
 from ramos.motion.io._common import AXIS_MATRICES, forward_kinematics
 from ramos.motion.io.amass import BODY_JOINTS, GENDERS, BodyModel, load_body_model, model_file
 from ramos.motion.skeleton import HUMANML3D, Skeleton
