@@ -3,7 +3,7 @@
     python benchmarks/bench_blender_bvh.py [--pipeline runs/pipeline]
 
 Exports the 20 embedded real clips (rigid skeletons) as BVH with RaMoS's writer, imports them with
-Blender's BVH importer (``blender -b``, Debian's 3.4; benchmarks/blender_read_bvh.py) and compares
+Blender's BVH importer (``blender -b``, Debian's 3.4; benchmarks/blender_read.py) and compares
 every joint at every frame with the positions written, and with RaMoS's own BVH reader. With
 ``--pipeline``, the same for the generated motions of ``samples/`` (their ``.bvh`` against their
 ``.npy``). Targets (issue 16): <= 1 mm mean and <= 5 mm max per motion; frame count and frame rate
@@ -24,11 +24,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "blender_bvh.json"
-READER = HERE / "blender_read_bvh.py"
+READER = HERE / "blender_read.py"
 
 
-def blender_positions(files: list[Path], names: list[str]) -> list[tuple[np.ndarray, float]]:
-    """(positions (F, J, 3) in ``names`` order, fps) of each BVH as Blender imports it."""
+def blender_positions(files: list[Path | str], names: list[str]) -> list[tuple[np.ndarray, float]]:
+    """(positions (F, J, 3) in ``names`` order, fps) of each file as Blender imports it (a BVH path, or a
+    ``.glb`` path with ``@FPS``: benchmarks/blender_read.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "blender.npz"
         subprocess.run(["blender", "-b", "--factory-startup", "--python", str(READER), "--", str(out),

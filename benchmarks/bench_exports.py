@@ -6,7 +6,7 @@ For the motions a finished `ramos pipeline` wrote to ``samples/`` (their ``.npy`
 
 - rigid skeleton: per motion the largest standard deviation over time of a bone's length
   (target <= 1 mm);
-- BVH: Blender's own importer (``blender -b``, benchmarks/blender_read_bvh.py) against the npy,
+- BVH: Blender's own importer (``blender -b``, benchmarks/blender_read.py) against the npy,
   every joint and frame (target <= 1 mm mean, <= 5 mm max; frame count and rate exact);
 - glTF: the ``.glb`` read back with pygltflib and by Blender's glTF importer (target <= 1 mm);
 - SMPL-H: ``save_smpl_npz`` with a body model built like the tests' (SMPL's own files are licensed;
@@ -26,7 +26,6 @@ import argparse
 import datetime as _dt
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +34,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "exports.json"
-GLTF_READER = HERE / "blender_read_gltf.py"
 sys.path.insert(0, str(HERE.parent / "tests"))  # the body model and rigs the tests build
 
 
@@ -51,16 +49,6 @@ def rigid(motions: list[np.ndarray]) -> dict:
     return {"worst_bone_std_mm": worst, "max_mm": max(worst), "pass": max(worst) <= 1.0}
 
 
-def blender_gltf(files: list[Path], fps: float, names: list[str]) -> list[np.ndarray]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "gltf.npz"
-        args = [a for f in files for a in (str(f), str(round(fps)))]
-        subprocess.run(["blender", "-b", "--factory-startup", "--python", str(GLTF_READER), "--", str(out), *args],
-                       check=True, capture_output=True, timeout=900)
-        with np.load(out, allow_pickle=False) as d:
-            return [d[f"positions_{i}"][:, [list(d[f"names_{i}"]).index(n) for n in names]] for i in range(len(files))]
-
-
 def gltf(motions: list[np.ndarray], files: list[Path], fps: float, names: list[str]) -> dict:
     from ramos.motion.export import read_glb_positions
 
@@ -72,7 +60,10 @@ def gltf(motions: list[np.ndarray], files: list[Path], fps: float, names: list[s
         rows.append({"file": path.name, "pygltflib_mean_mm": mean, "pygltflib_max_mm": worst,
                      "frames_exact": got.shape[0] == motion.shape[0], "fps_exact": abs(got_fps - fps) < 1e-6})
     if shutil.which("blender"):
-        for row, motion, got in zip(rows, motions, blender_gltf(files, fps, names)):
+        from bench_blender_bvh import blender_positions
+
+        got_all = [got for got, _ in blender_positions([f"{f}@{round(fps)}" for f in files], names)]
+        for row, motion, got in zip(rows, motions, got_all):
             same = got.shape[0] == motion.shape[0]
             row["blender_mean_mm"], row["blender_max_mm"] = _errors_mm(got, motion) if same else (np.inf, np.inf)
             row["blender_frames_exact"] = same

@@ -15,7 +15,7 @@ from ramos.motion.export import read_glb_positions, rest_offsets, save_glb, to_g
 from ramos.motion.io.builtin import load_all
 from ramos.motion.skeleton import HUMANML3D
 
-BLENDER_READER = Path(__file__).resolve().parents[1] / "benchmarks" / "blender_read_gltf.py"
+BLENDER_READER = Path(__file__).resolve().parents[1] / "benchmarks" / "blender_read.py"
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +181,7 @@ def test_blender_imports_the_animated_skeleton(tmp_path, clips):
     chosen = [clips[c] for c in ("humanoid3d_cartwheel", "humanoid3d_walk", "humanoid3d_dance_a")]
     args = []
     for k, clip in enumerate(chosen):
-        args += [str(save_glb(clip.positions, tmp_path / f"{k}.glb", fps=clip.fps)), str(int(clip.fps))]
+        args.append(f"{save_glb(clip.positions, tmp_path / f'{k}.glb', fps=clip.fps)}@{int(clip.fps)}")
     out = tmp_path / "blender.npz"
     done = subprocess.run(["blender", "-b", "--factory-startup", "--python", str(BLENDER_READER), "--", str(out),
                            *args], check=False, capture_output=True, text=True, timeout=600)

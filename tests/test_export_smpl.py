@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_io_amass import _smplh_parents
 
 from ramos.motion.clip import Clip
 from ramos.motion.export import SmplExportError, fit_smpl, rest_offsets, save_smpl_npz, solve_rotations
@@ -46,14 +47,6 @@ SHAPE_GROUPS: list[tuple[tuple[int, ...], float]] = [
 TEMPLATE_OFFSET = np.array([0.8, -1.2, 1.0, -0.9, 0.7, 0.6, 0.0, 0.0, 0.0, 0.0])
 NUM_BETAS = 10
 FPS = 20.0
-
-
-def _smplh_parents() -> list[int]:
-    parents = list(BODY_PARENTS)
-    for wrist in (20, 21):  # 5 fingers x 3 joints per hand
-        for _ in range(5):
-            parents += [wrist, len(parents), len(parents) + 1]
-    return parents
 
 
 def _write_model(path: Path, body: np.ndarray, template_offset: np.ndarray | None = None, seed: int = 0,

@@ -25,6 +25,7 @@ means.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -56,18 +57,32 @@ EULER_ORDER = "ZXY"
 _EPS = 1e-9
 
 
-def _check(positions: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+def check_motion(positions: np.ndarray, skeleton: Skeleton, fps: float | None = None, min_frames: int = 1,
+                 name: str | None = None) -> np.ndarray:
+    """``positions`` as float64 (T, J, 3) after the checks every exporter makes: shape, at least
+    ``min_frames`` frames, finite values, and a positive ``fps`` when given. A ValueError of one
+    line (starting with ``name:`` when given) otherwise."""
+    where = f"{name}: " if name else ""
+    if fps is not None:
+        try:
+            fps_ok = math.isfinite(float(fps)) and float(fps) > 0
+        except (TypeError, ValueError):
+            fps_ok = False
+        if not fps_ok:
+            raise ValueError(f"{where}fps must be a positive number, got {fps!r}")
     pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim != 3 or pos.shape[1:] != (skeleton.num_joints, 3) or pos.shape[0] < 1:
-        raise ValueError(f"positions must be (T, {skeleton.num_joints}, 3), got {pos.shape}")
+    if pos.ndim != 3 or pos.shape[1:] != (skeleton.num_joints, 3) or pos.shape[0] < min_frames:
+        raise ValueError(f"{where}positions must be (T, {skeleton.num_joints}, 3) with T >= {min_frames}, "
+                         f"got {pos.shape}")
     if not np.isfinite(pos).all():
-        raise ValueError("positions contain NaN/inf")
+        bad = int((~np.isfinite(pos).reshape(len(pos), -1).all(1)).sum())
+        raise ValueError(f"{where}positions contain NaN/inf ({bad} frame(s))")
     return pos
 
 
 def save_npy(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skeleton = HUMANML3D) -> Path:
     """Write positions as a HumanML3D ``new_joints`` file: float32 (T, J, 3), metres, y up (atomic)."""
-    pos = _check(positions, skeleton).astype(np.float32)
+    pos = check_motion(positions, skeleton).astype(np.float32)
     path = Path(path)
     with atomic_path(path) as tmp:
         np.save(tmp, pos, allow_pickle=False)
@@ -78,7 +93,7 @@ def save_npy(positions: np.ndarray, path: str | os.PathLike[str], skeleton: Skel
 # --- the rest pose and the rotations ---------------------------------------------------------------------
 def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
     """(J, 3) rest offset of each joint from its parent (root: zeros); see the module docstring."""
-    pos = _check(positions, skeleton)
+    pos = check_motion(positions, skeleton)
     kids = _children_of(skeleton.parents)
     offsets = np.zeros((skeleton.num_joints, 3))
     lengths = np.zeros(skeleton.num_joints)
@@ -118,7 +133,7 @@ def to_bvh(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fps: float = 2
     """
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    pos = _check(positions, skeleton)
+    pos = check_motion(positions, skeleton)
     offsets = rest_offsets(pos, skeleton)
     local = solve_rotations(pos, offsets, skeleton)
     t = pos.shape[0]

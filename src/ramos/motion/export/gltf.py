@@ -28,7 +28,7 @@ and evaluates its animation by forward kinematics over the node hierarchy.
 Blender: glTF key times are seconds, converted at the scene's frame rate, so set the scene to the
 motion's rate before importing for one key per frame. Debian's Blender 3.4 with NumPy >= 1.24 fails
 to import any glTF mesh with the default "Shading: Use Normal Data" (its importer uses the removed
-``np.bool``); "Shading: Flat" works (``benchmarks/blender_read_gltf.py`` uses it).
+``np.bool``); "Shading: Flat" works (``benchmarks/blender_read.py`` uses it).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ import numpy as np
 import pygltflib
 from scipy.spatial.transform import Rotation
 
-from ramos.motion.export.bvh import rest_offsets, solve_rotations
+from ramos.motion.export.bvh import check_motion, rest_offsets
+from ramos.motion.rigid import solve_rotations
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import atomic_path
 
@@ -57,22 +58,6 @@ _EPS = 1e-9
 _COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 _DTYPES = {pygltflib.FLOAT: np.float32, pygltflib.UNSIGNED_BYTE: np.uint8, pygltflib.UNSIGNED_SHORT: np.uint16,
            pygltflib.UNSIGNED_INT: np.uint32, pygltflib.BYTE: np.int8, pygltflib.SHORT: np.int16}
-
-
-def _check(positions: np.ndarray, skeleton: Skeleton, fps: float) -> np.ndarray:
-    # One-line messages: callers (the CLI) print them as they are.
-    try:
-        fps_ok = math.isfinite(float(fps)) and float(fps) > 0
-    except (TypeError, ValueError):
-        fps_ok = False
-    if not fps_ok:
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim != 3 or pos.shape[1:] != (skeleton.num_joints, 3) or pos.shape[0] < 1:
-        raise ValueError(f"positions must be (T, {skeleton.num_joints}, 3) with T >= 1, got {pos.shape}")
-    if not np.isfinite(pos).all():
-        raise ValueError("positions contain NaN/inf")
-    return pos
 
 
 def _srgb_to_linear(rgb: tuple[int, int, int]) -> list[float]:
@@ -156,7 +141,7 @@ class _Blob:
 
 def to_glb(positions: np.ndarray, skeleton: Skeleton = HUMANML3D, fps: float = 20.0) -> bytes:
     """The ``.glb`` bytes of a motion (T, J, 3) in metres, y up, facing +z; see the module docstring."""
-    pos = _check(positions, skeleton, fps)
+    pos = check_motion(positions, skeleton, fps)
     fps = float(fps)
     offsets = rest_offsets(pos, skeleton)
     local = solve_rotations(pos, offsets, skeleton)

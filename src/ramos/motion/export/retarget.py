@@ -36,7 +36,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ramos.motion.clip import ClipError
-from ramos.motion.export.bvh import _fmt
+from ramos.motion.export.bvh import _fmt, check_motion
 from ramos.motion.io.bvh import (
     REQUIRED_JOINTS,
     BvhMotion,
@@ -354,13 +354,7 @@ def retarget(positions: np.ndarray, target: TargetRig | str | os.PathLike[str], 
         fps: frame rate.
     """
     rig = target if isinstance(target, TargetRig) else load_target(target)
-    if not np.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    src = np.asarray(positions, dtype=np.float64)
-    if src.ndim != 3 or src.shape[1:] != (skeleton.num_joints, 3) or src.shape[0] < 1:
-        raise ValueError(f"positions must be (T, {skeleton.num_joints}, 3), got {src.shape}")
-    if not np.isfinite(src).all():
-        raise ValueError("positions contain NaN/inf")
+    src = check_motion(positions, skeleton, fps)
     if any(n not in skeleton.names for n in _LEG_JOINTS):
         raise ValueError(f"the motion's skeleton must name {list(_LEG_JOINTS)} (its leg length sets the scale)")
     t, nj = src.shape[0], len(rig.names)

@@ -33,9 +33,10 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ramos.motion.clip import ClipError
-from ramos.motion.rigid import solve_rotations
+from ramos.motion.export.bvh import check_motion
 from ramos.motion.io._common import AXIS_MATRICES, forward_kinematics
 from ramos.motion.io.amass import BODY_JOINTS, GENDERS, BodyModel, load_body_model, model_file
+from ramos.motion.rigid import solve_rotations
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import atomic_path
 
@@ -54,14 +55,10 @@ class SmplExportError(ValueError):
 
 
 def _positions(positions: np.ndarray, skeleton: Skeleton, name: str, min_frames: int = 1) -> np.ndarray:
-    pos = np.asarray(positions, dtype=np.float64)
-    if pos.ndim != 3 or pos.shape[1:] != (skeleton.num_joints, 3) or pos.shape[0] < min_frames:
-        raise SmplExportError(f"{name}: positions must be (T, {skeleton.num_joints}, 3) with T >= {min_frames}, "
-                              f"got {pos.shape}")
-    if not np.isfinite(pos).all():
-        bad = int((~np.isfinite(pos).reshape(len(pos), -1).all(1)).sum())
-        raise SmplExportError(f"{name}: positions contain NaN/inf ({bad} frame(s))")
-    return pos
+    try:
+        return check_motion(positions, skeleton, min_frames=min_frames, name=name)
+    except ValueError as err:
+        raise SmplExportError(str(err)) from None
 
 
 def _check_model(model: BodyModel, skeleton: Skeleton, name: str) -> None:
