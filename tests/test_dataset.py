@@ -73,7 +73,7 @@ def test_prepare_streams_skips_bad_items_and_opens(tmp_path: Path) -> None:
     man = json.loads((out / "manifest.json").read_text())
     reasons = {r["item"]: r["reason"] for r in man["rejections"]}
     assert reasons["broken"] == "broken.npy: truncated file"
-    assert "min_frames 40" in reasons["tiny"] and "backflip" in reasons["flip"] and "facing" in reasons["flat"]
+    assert "min_frames 40" in reasons["tiny"] and "backflip" in reasons["flip"] and "zero-length bones" in reasons["flat"]
     assert man["counts"]["clips"] == 8 and man["versions"]["numpy"] == np.__version__
     assert man["config"]["window"] == 200 and man["labels"] == ["walk"]
 

@@ -98,7 +98,8 @@ def test_labels_follow_mirroring_and_the_label_map() -> None:
 def test_augmented_windows_keep_the_captured_bone_lengths() -> None:
     """Speed copies and loops interpolate positions (the held-out end of each cycle is bridged):
     interpolated frames must keep every bone at the clip's captured length, not shorten it along
-    the chord (before the fix, thighs shrank by up to 10 % in bridged frames). Resampling the
+    the chord (before the fix, thighs shrank by up to 10 % in bridged frames), and the rigid parts
+    rigid (before 2026-12-04, hips and spine moved apart by up to 12 mm std). Resampling the
     clips to 20 fps moves the median bone length by under a millimetre, hence the 3 mm tolerance."""
     proc = ClipProcessor(_small_cfg(), HUMANML3D)
     for clip in _clips():
@@ -107,3 +108,7 @@ def test_augmented_windows_keep_the_captured_bone_lengths() -> None:
         for w, n in zip(out.windows, out.lengths):
             err = np.abs(HUMANML3D.bone_lengths(w[:n]) - captured).max()
             assert err < 3e-3, f"{clip.source_id}: a bone is {err * 1000:.1f} mm off its captured length"
+            # Rigid parts stay rigid: hips and spine, neck and collars keep their distances.
+            for a, b in ((1, 3), (2, 3), (12, 13), (12, 14), (13, 14)):
+                spread = np.ptp(np.linalg.norm(w[:n, a] - w[:n, b], axis=-1))
+                assert spread < 1e-4, f"{clip.source_id}: joints {a}-{b} move apart by {spread * 1000:.2f} mm"

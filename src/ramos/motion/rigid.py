@@ -91,7 +91,8 @@ class RigidSkeleton(nn.Module):
         lengths = off.norm(dim=-1)
         bad = [sk.names[c] for c in sk.bones[:, 1] if lengths[c] < 1e-4]
         if bad:
-            raise ValueError(f"zero-length bones in the rest skeleton: {', '.join(bad)}")
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise ValueError(f"zero-length bones in the rest skeleton: {', '.join(bad[:3])}{more}")
         self.parents = list(sk.parents)
         self.root = sk.root
         kids = children(self.parents)

@@ -12,7 +12,7 @@ something to see.
   translation and no rotation, and the root node stands at the motion's first root position. The
   skin's inverse bind matrices are the inverses of those rest (translation-only) joint transforms.
 - Animation: one, named ``motion``: the root's translation per frame and every joint's local
-  rotation per frame (unit quaternions from :func:`ramos.motion.export.bvh.solve_rotations`, signs
+  rotation per frame (unit quaternions from :func:`ramos.motion.rigid.solve_rotations`, signs
   kept continuous over time), LINEAR interpolation, key times ``frame / fps``. glTF has no frame
   rate, so the rate is also stored in the animation's ``extras`` (``{"fps": ...}``) for
   :func:`read_glb_positions`.

@@ -11,7 +11,7 @@ axis; only its HIERARCHY is read (a MOTION section, with or without frames, is i
 - Rotations: a mapped joint aims each *mapped bone* (from it to its next mapped descendant, across
   unmapped joints in between, which keep their rest rotation) the way the same bone of the motion
   points: the shortest arc from its rest direction (relative to its parent) for one bone, the best
-  fit (Kabsch) for several (hips, chest); this is :func:`ramos.motion.export.bvh.solve_rotations`
+  fit (Kabsch) for several (hips, chest); this is :func:`ramos.motion.rigid.solve_rotations`
   with the rest pose of the file. A mapped joint sitting on its mapped parent (CMU's Neck and
   LeftShoulder have zero OFFSETs) is looked through by its parent, which aims at the bones beyond.
   Unmapped joints and mapped leaves (hands, head, toes) keep their rest local rotation.

@@ -11,17 +11,17 @@ kinematics and maps z-up to y-up by (x, y, z) -> (-x, z, y):
    as one) are fitted to the motion's mean distances by a few Gauss-Newton steps with a small
    ridge penalty that keeps the shape near the mean body.
 3. ``poses``: local rotations that pose the model's rest joints (SMPL's own T-pose) like the
-   motion, from :func:`ramos.motion.export.bvh.solve_rotations` (shortest arc for one child, a
+   motion, from :func:`ramos.motion.rigid.solve_rotations` (shortest arc for one child, a
    best-fit rotation for the pelvis and spine3), with each bone aimed from its *fitted* parent so
    that misses do not add up down the chains; as axis-angle; hand joints stay zero.
 4. ``trans``: SMPL's root sits at ``rest_joints[0] + trans``, so ``trans = pelvis - rest_pelvis``.
 
 Where the body model can take the motion's bone lengths and cluster shapes, the joints come back
-to float precision. What remains otherwise is that difference (mostly along the bones), plus the
-variation of the motion's bone lengths over time (generated motions vary slightly; positions
-resampled during fast rotations shorten bones). A skeleton laid out unlike SMPL's keeps a few
-centimetres: the embedded DeepMimic clips have their hips level with the pelvis, where SMPL's sit
-about 9 cm below it, which no shape of an SMPL model reproduces.
+to float precision. What remains otherwise is that difference (mostly along the bones). Generated
+motions have fixed bones (:mod:`ramos.motion.rigid`); a motion whose bones vary over time keeps
+that variation as error. A skeleton laid out unlike SMPL's keeps a few centimetres: the embedded
+DeepMimic clips have their hips level with the pelvis, where SMPL's sit about 9 cm below it,
+which no shape of an SMPL model reproduces.
 """
 
 from __future__ import annotations
