@@ -37,10 +37,9 @@ def default_generator(width: int | None = None, depth: int | None = None):
     from ramos.motion.io import builtin
     from ramos.motion.rigid import rest_skeleton
     from ramos.motion.skeleton import HUMANML3D
+    from ramos.motion.text import ENCODER, TEXT_DIM
     from ramos.stages.motion_diffusion import MotionDiffusionConfig
     from ramos.stages.motion_vae.train import MotionVAEConfig, build_motion_vae
-
-    from ramos.motion.text import ENCODER, TEXT_DIM
 
     window = 200
     vae_cfg, cfg = MotionVAEConfig(), MotionDiffusionConfig()

@@ -121,7 +121,8 @@ class PipelineResult:
         if "evaluate" in s:
             lines.append(f"report:  {s['evaluate']['report']}")
         if "generate" in s:
-            lines.append(f"motions: {s['generate']['folder']} (MP4 or GIF, BVH, npy; index.json)")
+            lines.append(f"motions: {s['generate']['folder']} (npy, MP4 or GIF, BVH, glTF; index.json; "
+                         "index.html plays them in 3D)")
         return "\n".join(lines)
 
 
