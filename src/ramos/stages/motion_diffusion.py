@@ -118,7 +118,9 @@ class MotionDiffusionConfig:
         decoder_steps: optimiser steps of decoder tuning, last (0: none): the VAE decoder inside this
             checkpoint learns to decode what the sampler predicts from lightly noised training latents
             (:class:`ramos.diffusion.DecoderTuning`; foot skating 1.84x -> 1.40x real). The encoder,
-            the latent space and the VAE checkpoint on disk do not change.
+            the latent space and the VAE checkpoint on disk do not change. 1,600 since the decoder
+            ends in a rigid skeleton (skating 1.58x at 800 steps, 1.50x at 1,600; about 100 s more
+            on 2 cores; BENCHMARKS.md, "Rigid skeletons and exact exports").
         decoder_lr: AdamW learning rate of decoder tuning (cosine decay to 5 %).
         decoder_batch_size: windows per decoder-tuning step.
         decoder_mix: share of a batch decoded from the sampler's prediction (the rest from the
@@ -148,7 +150,7 @@ class MotionDiffusionConfig:
     distill_steps: int = 1000
     distill_lr: float = 3e-4
     distill_batch_size: int = 256
-    decoder_steps: int = 800
+    decoder_steps: int = 1600
     decoder_lr: float = 4e-4
     decoder_batch_size: int = 64
     decoder_mix: float = 0.8
