@@ -232,6 +232,12 @@ def kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (u * fix[..., None, :]) @ vt
 
 
+def procrustes_mean(points: np.ndarray) -> np.ndarray:
+    """The mean shape (K, 3) of point sets (T, K, 3) once every frame is turned onto the first (Kabsch):
+    the rest layout of a joint's children that move as one body."""
+    return np.einsum("tab,tkb->tka", kabsch(points, points[:1]), points).mean(0)
+
+
 def rest_skeleton(frames: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     """(J, 3) rest offsets of the poses ``frames`` (N, J, 3): every bone at its median length, every
     cluster (a joint with several children) at its mean layout (Procrustes), single bones along the
@@ -246,7 +252,7 @@ def rest_skeleton(frames: np.ndarray, skeleton: Skeleton) -> np.ndarray:
         if len(cs) == 1:
             layout = observed[0]
         else:
-            layout = np.einsum("tab,tkb->tka", kabsch(observed, observed[:1]), observed).mean(0)
+            layout = procrustes_mean(observed)
         offsets[cs] = layout / np.maximum(np.linalg.norm(layout, axis=-1, keepdims=True), 1e-9) * lengths[:, None]
     return offsets
 

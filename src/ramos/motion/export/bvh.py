@@ -34,7 +34,7 @@ from scipy.spatial.transform import Rotation
 
 from ramos.motion.rigid import children as _children_of
 from ramos.motion.rigid import kabsch as _kabsch
-from ramos.motion.rigid import solve_rotations
+from ramos.motion.rigid import procrustes_mean, solve_rotations
 from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.utils.atomic import atomic_path, write_text
 
@@ -114,7 +114,7 @@ def rest_offsets(positions: np.ndarray, skeleton: Skeleton = HUMANML3D) -> np.nd
             offsets[cs[0]] = target[0] * lengths[cs[0]]
             continue
         # Procrustes mean of the cluster: align every frame onto the first, average, restore lengths.
-        aligned = np.einsum("tab,tkb->tka", _kabsch(observed, observed[:1]), observed).mean(0)
+        aligned = procrustes_mean(observed)
         aligned *= (lengths[cs] / np.maximum(np.linalg.norm(aligned, axis=-1), _EPS))[:, None]
         turn = _kabsch(aligned, target * lengths[cs][:, None])
         offsets[cs] = aligned @ turn.T
