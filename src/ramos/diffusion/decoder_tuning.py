@@ -71,7 +71,7 @@ class DecoderTuning(L.LightningModule):
             x_t, t = m.noised(m.normalize(z), self.max_timestep)
             y = m.condition(batch, drop=True)
             net = (m.student if m.student is not None else m.ema.module).eval()
-            pred = m.x0(net(x_t, t, y, **m.conditions(batch)), x_t, t) * m.latent_scale + m.latent_shift
+            pred = m.x0(net(x_t, t, y, **m.conditions(batch, drop=True)), x_t, t) * m.latent_scale + m.latent_shift
             use = torch.rand(z.shape[0], device=z.device) < self.mix
             z = torch.where(use.view(-1, *[1] * (z.dim() - 1)), pred, z)
         x_hat = m.autoencoder.decode(z, batch.get("mask"))

@@ -61,7 +61,7 @@ class GuidanceDistillation(L.LightningModule):
         y = m.condition(batch, drop=True)
         null = m.null_condition(len(x_t))
         assert y is not None and null is not None
-        cond = m.conditions(batch)
+        cond = m.conditions(batch, drop=True)
         teacher = m.ema.module.eval()
         with torch.no_grad():
             target = guided(lambda x, tt, yy, c: teacher(x, tt, yy, **c), y, cond, self.guidance, null)(x_t, t)

@@ -67,6 +67,8 @@ class LatentDiffusionModule(L.LightningModule):
             (e.g. fps, window length, per-label length distributions); kept in the checkpoint.
         sampling: the sampling settings this model is made for (:class:`SamplingConfig` or its dict):
             the defaults of :meth:`sample`, kept in the checkpoint for generation to read.
+        cond_drop: per vector condition of ``cond_keys`` (e.g. known frames), the share of training items
+            that get it as zeros ("not given"), so that one model serves with and without it.
         student_guidance: the guidance scale of a guidance-distilled student (``None``: no student;
             set by :class:`~ramos.diffusion.distillation.GuidanceDistillation`, kept in the checkpoint
             so that loading rebuilds the student).
@@ -90,6 +92,7 @@ class LatentDiffusionModule(L.LightningModule):
         sampling: SamplingConfig | dict[str, Any] | None = None,
         student_guidance: float | None = None,
         text_dim: int = 0,
+        cond_drop: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if text_dim > 0 and num_classes > 0:
@@ -101,7 +104,7 @@ class LatentDiffusionModule(L.LightningModule):
             "label_key": label_key, "cond_keys": list(cond_keys or []),
             "class_names": list(class_names) if class_names is not None else None,
             "data_info": dict(data_info or {}), "sampling": SamplingConfig.from_any(sampling).to_dict(),
-            "student_guidance": student_guidance, "text_dim": text_dim,
+            "student_guidance": student_guidance, "text_dim": text_dim, "cond_drop": dict(cond_drop or {}),
         })
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
@@ -189,9 +192,16 @@ class LatentDiffusionModule(L.LightningModule):
             y = torch.where(dropped.view(-1, *[1] * (y.dim() - 1)), null, y)
         return y
 
-    def conditions(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The batch's extra conditions (``cond_keys``) as the denoiser's keyword arguments."""
-        return {key: batch[key] for key in self.hparams.cond_keys}
+    def conditions(self, batch: dict[str, Tensor], drop: bool = False) -> dict[str, Tensor]:
+        """The batch's extra conditions (``cond_keys``) as the denoiser's keyword arguments; with ``drop``,
+        a random ``cond_drop`` share of each droppable one zeroed ("not given")."""
+        out = {key: batch[key] for key in self.hparams.cond_keys}
+        if drop:
+            for key, p in (self.hparams.get("cond_drop") or {}).items():
+                v = out[key]
+                keep = torch.rand(v.shape[0], device=v.device) >= p
+                out[key] = v * keep.view(-1, *[1] * (v.dim() - 1)).to(v.dtype)
+        return out
 
     def noised(self, z: Tensor, max_timestep: int | None = None, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(x_t, t)``: normalised latents ``z`` noised (with ``noise``, default a fresh draw) at
@@ -236,7 +246,7 @@ class LatentDiffusionModule(L.LightningModule):
         x_t, t = self.noised(z, noise=noise)
         kind = self.noise_cfg.prediction_type
         target = noise if kind == "epsilon" else z if kind == "sample" else self.train_scheduler.get_velocity(z, noise, t)
-        pred = self.denoiser(x_t, t, self.condition(batch, drop), **self.conditions(batch))
+        pred = self.denoiser(x_t, t, self.condition(batch, drop), **self.conditions(batch, drop))
         return torch.nn.functional.mse_loss(pred, target)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -60,10 +60,13 @@ class ResidualMLPDenoiser(Buildable):
         cond_scalars: names of extra scalar conditions (e.g. ``["length"]``) passed as keywords.
         dropout: dropout inside the blocks.
         text_dim: size of a text embedding condition (0: none; not together with ``num_classes``).
+        cond_vectors: names and sizes of extra vector conditions passed as keywords (B, size), e.g.
+            known frames of the motion; the zero vector means "not given".
     """
 
     def __init__(self, dim: int, width: int = 512, depth: int = 4, num_classes: int = 0,
-                 cond_scalars: list[str] | None = None, dropout: float = 0.0, text_dim: int = 0) -> None:
+                 cond_scalars: list[str] | None = None, dropout: float = 0.0, text_dim: int = 0,
+                 cond_vectors: dict[str, int] | None = None) -> None:
         super().__init__()
         if text_dim > 0 and num_classes > 0:
             raise ValueError("condition on labels or on text, not both")
@@ -77,6 +80,9 @@ class ResidualMLPDenoiser(Buildable):
                            if text_dim > 0 else None)
         self.s_embed = nn.ModuleDict({k: nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
                                       for k in self.cond_scalars})
+        self.cond_vectors = {k: int(v) for k, v in (cond_vectors or {}).items()}
+        self.v_embed = nn.ModuleDict({k: nn.Sequential(nn.Linear(n, width), nn.SiLU(), nn.Linear(width, width))
+                                      for k, n in self.cond_vectors.items()})
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(ResBlock(width, width, dropout) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width)
@@ -96,6 +102,7 @@ class ResidualMLPDenoiser(Buildable):
         y_columns = [] if y is None else [y.float().reshape(x.shape[0], -1)]
         width_y = y_columns[0].shape[1] if y_columns else 0
         columns = [t.float()[:, None], *y_columns] + [cond[k].float()[:, None] for k in self.cond_scalars]
+        columns += [cond[k].float().reshape(x.shape[0], -1) for k in self.cond_vectors]
         distinct, index = torch.cat(columns, dim=1), None
         if x.shape[0] > _DEDUP_MIN_BATCH:
             distinct, index = torch.unique(distinct, dim=0, return_inverse=True)
@@ -108,6 +115,10 @@ class ResidualMLPDenoiser(Buildable):
         for j, k in enumerate(self.cond_scalars):
             # Scalars (e.g. a length in seconds) reuse the sinusoidal embedding at a finer scale.
             c = c + self.s_embed[k](timestep_embedding(distinct[:, first + j] * 100.0, self.width))
+        first += len(self.cond_scalars)
+        for k, n in self.cond_vectors.items():
+            c = c + self.v_embed[k](distinct[:, first:first + n])
+            first += n
         c = torch.nn.functional.silu(c)
         for block in self.blocks:
             h = block(h, c, index)
