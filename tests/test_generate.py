@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ramos.cli import main
 from ramos.diffusion import LatentDiffusionModule
+from ramos.motion.compose import context_condition, context_features
 from ramos.motion.datamodule import WindowDataset
 from ramos.motion.dataset import MotionDataset
 from ramos.motion.generate import GenerationError, MotionGenerator, export_motions, generate
@@ -64,19 +65,23 @@ def _train_args(tmp) -> list[str]:
             "--set", "decoder_steps=10", "--set", "decoder_batch_size=16", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def trained(one_thread, tmp_path_factory):
-    """(data set folder, VAE checkpoint, diffusion checkpoint, out folder) of a tiny trained model."""
-    tmp = tmp_path_factory.mktemp("motion_diffusion")
+def train_tiny(tmp) -> tuple:
+    """(data set folder, VAE checkpoint, diffusion checkpoint, out folder) of a tiny model trained in
+    ``tmp``: 2 s windows of the embedded set, an MLP VAE, the diffusion stage through the command line."""
     cfg = load_prepare_config("builtin", overrides={"window": WINDOW, "augment.copies": 1, "augment.loop_seconds": 2.0})
     prepare_dataset("builtin", tmp / "data", cfg, workers=1, progress=False)
     torch.manual_seed(0)
     vae = _tiny_vae()
     loader = DataLoader(WindowDataset(MotionDataset(tmp / "data"), "train"), batch_size=64, shuffle=True)
     _fit(vae, loader, 40).save_checkpoint(tmp / "vae.ckpt")
-    # Through the command line (ramos train motion-diffusion).
     assert main(_train_args(tmp)) == 0
     return tmp / "data", tmp / "vae.ckpt", tmp / "run" / "last.ckpt", tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread, tmp_path_factory):
+    """(data set folder, VAE checkpoint, diffusion checkpoint, out folder) of a tiny trained model."""
+    return train_tiny(tmp_path_factory.mktemp("motion_diffusion"))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,7 @@ def test_training_writes_checkpoint_config_strip_and_logs(trained):
     data = MotionDataset(data_dir)
     # A text model: the labels are prompts, kept for users and for the length draws.
     assert module.hparams.text_dim == 384 and module.hparams.class_names is None
-    assert info["labels"] == data.labels and module.hparams.cond_keys == ["length"]
+    assert info["labels"] == data.labels and module.hparams.cond_keys == ["length", "prefix", "suffix"]
     # The guidance-distilled student serves the generation default, and only that scale.
     assert module.student is not None and module.hparams.student_guidance == module.sampling.guidance == 2.0
     gen = MotionGenerator(module, str(ckpt))
@@ -342,6 +347,13 @@ def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
     draws = {tuple(dm.split("train")[0]["text"][:4].tolist()) for _ in range(40)}
     assert len(draws) > 1  # not always the same prompt
     plain["text"] = cached["text"]
+    # The known-frame conditions: the first and last 10 valid frames, standardised, flagged as given.
+    stats = module.hparams.data_info["context"]
+    prefix, suffix = context_features(plain["motion"].numpy(), plain["length"].numpy(), stats["frames"])
+    assert np.allclose(cached["prefix"], context_condition(prefix, stats, "prefix"), atol=1e-5)
+    assert np.allclose(cached["suffix"], context_condition(suffix, stats, "suffix"), atol=1e-5)
+    assert (cached["prefix"][:, -1] == 1).all()
+    plain["prefix"], plain["suffix"] = cached["prefix"], cached["suffix"]
     assert torch.equal(cached["length"], plain["length"]) and torch.equal(cached["label"], plain["label"])
     assert torch.allclose(cached["latent"], module.to_latent(plain["motion"], plain["mask"]), atol=1e-5)
     losses = []

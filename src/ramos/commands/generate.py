@@ -46,6 +46,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=None,
                    help="length of every motion (default: drawn from the training lengths of the label, or of "
                         "all motions for free text)")
+    p.add_argument("--then", nargs=2, action="append", default=None, metavar=("PROMPT", "SECONDS"),
+                   help="continue the motion with this prompt (a text, or a label for a label model) for SECONDS "
+                        "(repeat: one continuous motion of any length, e.g. --text 'a person walks forward' "
+                        "--seconds 4 --then 'a person turns left' 2 --then 'a person runs' 6)")
+    p.add_argument("--timeline", type=Path, default=None, metavar="FILE",
+                   help="a YAML or JSON list of segments ({text: ..., seconds: ...} or {label: ..., seconds: ...}) "
+                        "made into one continuous motion")
+    p.add_argument("--before", type=Path, default=None, metavar="MOTION",
+                   help="continue this motion (.npy joint positions, .bvh, or AMASS .npz with --body-model): "
+                        "the output starts with it, unchanged")
+    p.add_argument("--after", type=Path, default=None, metavar="MOTION",
+                   help="end in this motion: with --before, generate --seconds between the two (in-betweening); "
+                        "alone, lead into it")
+    p.add_argument("--join", choices=("context", "inertialize"), default="context",
+                   help="how the windows of a long motion are joined: 'context' samples each next window given the "
+                        "last frames (a generated transition), 'inertialize' samples it on its own and blends it on "
+                        "(smoother joins, no generated transition; docs/generation.md compares them) "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--video", choices=("auto", "gif", "mp4", "none"), default="auto",
                    help="animation format; auto = MP4 where ffmpeg is available, else GIF (default: %(default)s)")
@@ -105,6 +123,91 @@ def check_exports(skeleton: Path | None, body_model: Path | None, gender: str) -
     return character
 
 
+def _timeline(args: argparse.Namespace, texts: list[str] | None) -> list:
+    """The segments asked by --timeline, or by the first prompt with --seconds and the --then ones."""
+    from ramos.motion.compose import Segment, parse_timeline
+    from ramos.motion.generate import GenerationError
+
+    if args.timeline is not None:
+        if texts or args.label or args.then or args.seconds is not None:
+            raise GenerationError("--timeline gives the prompts and durations: no --text, --label, --seconds or --then")
+        try:
+            text = args.timeline.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GenerationError(f"{args.timeline}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        return parse_timeline(text, str(args.timeline))
+    if (texts and len(texts) > 1) or (args.label and len(args.label) > 1):
+        raise GenerationError("a continuous motion starts with one --text or --label; add the next ones with --then")
+    if args.seconds is None:
+        raise GenerationError("give the first segment's length with --seconds")
+    first = Segment(texts[0] if texts else args.label[0] if args.label else None, args.seconds,
+                    is_label=bool(args.label) and not texts)
+    segments = [first]
+    for i, (prompt, seconds) in enumerate(args.then or [], 1):
+        try:
+            value = float(seconds)
+        except ValueError:
+            raise GenerationError(f"--then {i}: the duration must be a number of seconds, got {seconds!r}") from None
+        segments.append(Segment(prompt, value, is_label=first.is_label))
+    return segments
+
+
+def run_long(args: argparse.Namespace, texts: list[str] | None) -> int:
+    """``ramos generate`` with --then, --timeline, --before or --after: one continuous motion per --n."""
+    from ramos.motion.compose import Composer, read_given_motion
+    from ramos.motion.generate import GenerationError, MotionGenerator, check_output_dir, export_motions
+    from ramos.motion.postprocess import planting_shift
+
+    segments = _timeline(args, texts)
+    if args.after is not None and len(segments) != 1:
+        raise GenerationError("in-betweening (--after) takes one prompt and the gap's --seconds, not a timeline")
+    n = args.n if args.n is not None else 1
+    if n < 1:
+        raise GenerationError(f"--n must be at least 1, got {n}")
+    check_output_dir(args.out, args.overwrite)
+    character = check_exports(args.skeleton, args.body_model, args.gender)
+    if not args.checkpoint.is_file():
+        raise GenerationError(f"{args.checkpoint}: checkpoint not found (train one with `ramos pipeline` or "
+                              "`ramos train motion-diffusion`, or pass --checkpoint)")
+    gen = MotionGenerator.load(args.checkpoint)
+    composer = Composer(gen, method=args.join, steps=args.steps, sampler=args.sampler, guidance=args.guidance)
+    before = None if args.before is None else read_given_motion(args.before, gen, args.body_model)
+    after = None if args.after is None else read_given_motion(args.after, gen, args.body_model)
+    frames = composer.check_segments(segments)
+    motions, timelines = [], []
+    for k in range(n):
+        seed = args.seed + 1000 * k
+        if after is not None:
+            motion, _ = composer.inbetween(before, after, frames[0], segments[0], seed)
+            start = 0 if before is None else len(before)
+            parts = [{"prompt": segments[0].prompt, "start": start, "end": start + frames[0]}]
+        else:
+            result = composer.compose(segments, seed, before)
+            motion, parts = result.positions, result.segments
+            if not args.no_plant_feet and gen.skeleton.feet:
+                # The generated frames only: given frames stay as they are.
+                start = 0 if before is None else len(before)
+                motion = motion.copy()
+                motion[start:] += planting_shift(motion[start:], gen.skeleton, gen.fps)[:, None, :]
+        motions.append(motion)
+        timelines.append(parts)
+    prompt = " | ".join(f"{s.prompt or 'unconditional'} ({s.seconds:g} s)" for s in segments)
+    settings = {"seed": args.seed, "n": n, "timeline": [{"prompt": s.prompt, "seconds": s.seconds,
+                                                         "label": s.is_label} for s in segments],
+                "segments_frames": timelines, "before": None if args.before is None else str(args.before),
+                "after": None if args.after is None else str(args.after), "method": composer.method,
+                "plant_feet": not args.no_plant_feet and args.after is None,
+                "checkpoint": str(args.checkpoint), **gen.sampling.to_dict()}
+    out = export_motions(motions, args.out, gen.fps, gen.skeleton, [None] * n, [args.seed + 1000 * k for k in range(n)],
+                         settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite,
+                         prompts=[prompt] * n, glb=not args.no_glb, body_model=args.body_model,
+                         gender=args.gender, character=character)
+    seconds = sum(len(m) for m in motions) / gen.fps
+    print(f"ramos generate: {n} continuous motion(s) of {len(segments)} segment(s) ({seconds:.1f} s in all) "
+          f"-> {out}/index.json")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ramos.commands._args import UserError
     from ramos.motion.export import RetargetError, SmplExportError
@@ -121,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
             except PromptError as exc:
                 raise GenerationError(str(exc)) from None
             texts += read_prompts(args.prompts) if args.prompts is not None else []
+        if args.then or args.timeline is not None or args.before is not None or args.after is not None:
+            return run_long(args, texts)
         n = args.n if args.n is not None else len(texts) if texts else 8
         if n < 1:
             raise GenerationError(f"--n must be at least 1, got {n}")

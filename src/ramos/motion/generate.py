@@ -113,6 +113,8 @@ class MotionGenerator:
         """Whether the model takes text (otherwise labels, or nothing)."""
         self.labels: list[str] = list(module.hparams.get("class_names") or info.get("labels") or [])
         self.example_prompts: list[str] = list(info.get("example_prompts") or [])
+        self.context_frames = int((info.get("context") or {}).get("frames", 0))
+        """Known frames the model can be given at each end of a window (0: none; :mod:`ramos.motion.compose`)."""
         if self.text and info.get("text_encoder", ENCODER) != ENCODER:
             raise CheckpointError(f"{where}: trained with the text encoder {info.get('text_encoder')!r}; "
                                   f"this version of RaMoS has {ENCODER!r}")
@@ -209,6 +211,14 @@ class MotionGenerator:
             prompts[i] = " ".join(text.split())
         return cond, prompts
 
+    def no_context(self, n: int) -> dict[str, torch.Tensor]:
+        """The known-frame conditions of ``n`` motions with no frames given (zeros; empty for a model
+        without them)."""
+        if not self.context_frames:
+            return {}
+        zeros = torch.zeros(n, self.context_frames * self.skeleton.num_joints * 3 + 1)
+        return {"prefix": zeros, "suffix": zeros}
+
     def frames_for_seconds(self, seconds: float) -> int:
         """Frames of a motion of ``seconds`` (checked against the model's window)."""
         if not np.isfinite(seconds) or seconds <= 0:
@@ -283,7 +293,8 @@ class MotionGenerator:
         for a in range(0, n, MAX_BATCH):
             b = min(n, a + MAX_BATCH)
             out = self.module.sample(b - a, None if y is None else y[a:b], steps=steps, sampler=sampler,
-                                     guidance=guidance, generator=generator, cond={"length": length_s[a:b]},
+                                     guidance=guidance, generator=generator,
+                                     cond={"length": length_s[a:b], **self.no_context(b - a)},
                                      noise=noise[a:b], decode_mask=valid[a:b])
             out = out.float().cpu()
             if plant_feet and self.skeleton.feet:

@@ -1,0 +1,200 @@
+"""Long motions (ramos.motion.compose): composition, continuation, in-betweening, streaming, the CLI,
+given motions from files, and bad input.
+
+One tiny model (2 s windows of the embedded set, an MLP VAE, a few diffusion steps, 10 known frames
+at each end) is trained once for the module, as in test_generate; the tests check behaviour (lengths,
+given frames kept, continuity at the joins, errors), not motion quality.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_generate import train_tiny
+
+from ramos.cli import main
+from ramos.motion.compose import Composer, Segment, context_features, parse_timeline, read_given_motion
+from ramos.motion.dataset import MotionDataset
+from ramos.motion.export import save_bvh
+from ramos.motion.generate import GenerationError, MotionGenerator
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(data set folder, diffusion checkpoint) of the tiny model of test_generate (10 known frames)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data, _, ckpt, _ = train_tiny(tmp_path_factory.mktemp("compose"))
+    yield data, ckpt
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gen(trained):
+    return MotionGenerator.load(trained[1])
+
+
+@pytest.fixture(scope="module")
+def real(trained):
+    """A real 2 s window of the data set (world coordinates, floor at 0)."""
+    data = MotionDataset(trained[0])
+    i = int(np.flatnonzero(data.lengths == data.window)[0])
+    return np.asarray(data.windows[i], dtype=np.float32)
+
+
+def _root_steps(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.diff(x[:, 0, [0, 2]], axis=0), axis=-1)
+
+
+def test_context_features_are_the_first_and_last_valid_frames():
+    x = np.arange(2 * 6 * 1 * 3, dtype=np.float32).reshape(2, 6, 1, 3)
+    pre, suf = context_features(x, np.array([6, 3]), 2)
+    assert np.array_equal(pre[0], x[0, :2].ravel()) and np.array_equal(suf[0], x[0, 4:6].ravel())
+    assert np.array_equal(suf[1], x[1, 1:3].ravel())  # the last valid frames, not the padding
+    short, _ = context_features(x, np.array([1, 1]), 2)
+    assert np.array_equal(short[0], np.concatenate([x[0, 0], x[0, 0]]).ravel())  # repeats its one frame
+
+
+def test_the_checkpoint_knows_its_known_frames(gen):
+    assert gen.context_frames == 10
+    assert set(gen.module.hparams.cond_drop) == {"prefix", "suffix"}
+
+
+def test_composition_has_the_asked_lengths_and_no_jump_at_the_joins(gen):
+    segments = [Segment("walk", 3.0, is_label=True), Segment("run", 1.5, is_label=True), Segment("jump", 2.5, is_label=True)]
+    out = Composer(gen).compose(segments, seed=3)
+    assert out.positions.shape == (140, 22, 3) and np.isfinite(out.positions).all()
+    assert [(s["start"], s["end"]) for s in out.segments] == [(0, 60), (60, 90), (90, 140)]
+    assert out.joins and len(out.offsets_m) == len(out.joins)
+    steps = _root_steps(out.positions)
+    inside = np.delete(steps, [j - 1 for j in out.joins])
+    # The decoder's offset from the known frames is blended away: the step into each new window is
+    # one of the model's own steps, no jump.
+    assert steps[[j - 1 for j in out.joins]].max() <= inside.max() + 1e-6
+
+
+def test_the_stream_is_the_composition_in_bounded_blocks(gen):
+    segments = [Segment("walk", 5.0, is_label=True), Segment("spin", 2.0, is_label=True)]
+    composer = Composer(gen)
+    blocks = list(composer.stream(segments, seed=1))
+    assert all(len(b) <= gen.window for b in blocks)
+    assert np.allclose(np.concatenate(blocks), composer.compose(segments, seed=1).positions)
+
+
+def test_continuation_keeps_the_given_frames_and_moves_on_from_them(gen, real):
+    out = Composer(gen).compose([Segment("walk", 2.0, is_label=True)], seed=0, prefix=real)
+    assert out.positions.shape == (len(real) + 40, 22, 3)
+    assert np.array_equal(out.positions[:len(real)], real)
+    step = np.linalg.norm(out.positions[len(real), 0] - real[-1, 0])
+    assert step <= _root_steps(out.positions[len(real):]).max() + 1e-6
+
+
+def test_inbetweening_keeps_both_sides_exactly(gen, real):
+    before, after = real[:10], real[30:]
+    motion, offsets = Composer(gen).inbetween(before, after, 12, Segment("walk", 0.6, is_label=True), seed=2)
+    assert motion.shape == (10 + 12 + 10, 22, 3) and len(offsets) == 2
+    assert np.array_equal(motion[:10], before) and np.array_equal(motion[-10:], after)
+    with pytest.raises(GenerationError, match="outside 1.."):
+        Composer(gen).inbetween(before, after, 30)
+
+
+def test_inertialize_baseline_joins_windows_without_known_frames(gen):
+    out = Composer(gen, method="inertialize").compose([Segment("walk", 4.0, is_label=True)], seed=0)
+    assert out.positions.shape == (80, 22, 3) and out.offsets_m == [0.0] * len(out.joins) and out.joins
+
+
+@pytest.mark.parametrize("segments, message", [
+    ([], "no segments"),
+    ([Segment("walk", 0.0, is_label=True)], "positive"),
+    ([Segment("walk", -2.0, is_label=True)], "positive"),
+    ([Segment("walk", float("nan"), is_label=True)], "positive"),
+    ([Segment("walk", 0.04, is_label=True)], "under two frames"),
+    ([Segment("fly", 2.0, is_label=True)], "unknown label 'fly'"),
+])
+def test_bad_timelines_are_one_line_errors(gen, segments, message):
+    with pytest.raises(GenerationError, match=message) as err:
+        list(Composer(gen).stream(segments))
+    assert "\n" not in str(err.value)
+
+
+def test_a_motion_of_another_skeleton_is_refused(gen):
+    with pytest.raises(GenerationError, match="another skeleton"):
+        Composer(gen).compose([Segment("walk", 2.0, is_label=True)], prefix=np.zeros((10, 24, 3), np.float32))
+
+
+def test_a_model_without_known_frames_cannot_continue(gen, monkeypatch):
+    monkeypatch.setattr(gen, "context_frames", 0)
+    with pytest.raises(GenerationError, match="trained without known frames"):
+        Composer(gen)
+    assert Composer(gen, method="inertialize").method == "inertialize"
+
+
+def test_timeline_files_parse_or_say_where_they_fail():
+    segs = parse_timeline("- {text: a person walks, seconds: 4}\n- {label: turn_left, seconds: 2}\n- {seconds: 1}\n")
+    assert segs == [Segment("a person walks", 4.0), Segment("turn_left", 2.0, is_label=True), Segment(None, 1.0)]
+    assert parse_timeline('{"segments": [{"prompt": "run", "seconds": 3}]}') == [Segment("run", 3.0)]
+    for text, message in [("- {text: a, seconds: [", "does not parse"), ("just text", "a list of segments"),
+                          ("- {text: a}", "'seconds' must be a number"), ("- {text: a, seconds: 0}", "positive"),
+                          ("- {text: a, label: b, seconds: 1}", "not text and label"),
+                          ("- {txt: a, seconds: 1}", "unknown key")]:
+        with pytest.raises(GenerationError, match=message):
+            parse_timeline(text, "t.yaml")
+
+
+def test_given_motions_are_read_from_npy_and_bvh_onto_the_model(gen, real, tmp_path):
+    np.save(tmp_path / "m.npy", real)
+    x = read_given_motion(tmp_path / "m.npy", gen)
+    assert np.allclose(x, real - [0, real[..., 1].min(), 0], atol=1e-6)  # floor at 0; no rest skeleton: as given
+    save_bvh(real, tmp_path / "m.bvh", gen.skeleton, 40.0)  # another frame rate: resampled to the model's
+    b = read_given_motion(tmp_path / "m.bvh", gen)
+    assert b.shape == (20, 22, 3) and abs(b[..., 1].min()) < 1e-6
+    (tmp_path / "bad.bvh").write_text("HIERARCHY\nROOT")
+    for path, message in [(tmp_path / "bad.bvh", "bad.bvh"), (tmp_path / "none.npy", "no such file"),
+                          (tmp_path / "m.txt", "unknown motion format"), (tmp_path / "a.npz", "body model")]:
+        if path.suffix in (".txt", ".npz"):
+            path.write_bytes(b"x")
+        with pytest.raises(GenerationError, match=message) as err:
+            read_given_motion(path, gen)
+        assert "\n" not in str(err.value)
+
+
+def _cli(*args: str) -> int:
+    return main(["generate", *args, "--video", "none", "--no-glb"])
+
+
+def test_cli_composes_continues_and_inbetweens(trained, real, tmp_path):
+    ckpt = str(trained[1])
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--seconds", "3", "--then", "run", "2",
+                "--out", str(tmp_path / "a")) == 0
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert len(index["motions"]) == 1 and index["motions"][0]["frames"] == 100
+    assert [s["seconds"] for s in index["settings"]["timeline"]] == [3.0, 2.0]
+    motion = np.load(tmp_path / "a" / index["motions"][0]["files"]["npy"])
+    assert motion.shape == (100, 22, 3)
+    np.save(tmp_path / "given.npy", real)
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--seconds", "2", "--before", str(tmp_path / "given.npy"),
+                "--out", str(tmp_path / "b")) == 0
+    index = json.loads((tmp_path / "b" / "index.json").read_text())
+    out = np.load(tmp_path / "b" / index["motions"][0]["files"]["npy"])
+    assert out.shape == (80, 22, 3) and np.allclose(out[:40], real - [0, real[..., 1].min(), 0], atol=1e-5)
+    np.save(tmp_path / "end.npy", real[20:])
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--seconds", "1", "--before", str(tmp_path / "given.npy"),
+                "--after", str(tmp_path / "end.npy"), "--out", str(tmp_path / "c")) == 0
+    index = json.loads((tmp_path / "c" / "index.json").read_text())
+    assert index["motions"][0]["frames"] == 40 + 20 + 20
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--label", "walk", "--seconds", "2", "--then", "run", "0"], "positive"),
+    (["--label", "walk", "--seconds", "2", "--then", "run", "soon"], "number of seconds"),
+    (["--label", "walk", "--then", "run", "2"], "--seconds"),
+    (["--timeline", "missing.yaml"], "cannot read"),
+])
+def test_cli_bad_long_motion_inputs_exit_non_zero_without_output(trained, tmp_path, capsys, extra, message):
+    args = [a if a != "missing.yaml" else str(tmp_path / a) for a in extra]
+    assert _cli("--checkpoint", str(trained[1]), *args, "--out", str(tmp_path / "out")) != 0
+    err = capsys.readouterr().err
+    assert message in err and not (tmp_path / "out").exists()
