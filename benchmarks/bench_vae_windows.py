@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import platform
 from pathlib import Path
 
@@ -42,6 +41,7 @@ def reconstruction_mm(autoencoder: torch.nn.Module, x: torch.Tensor, lengths: np
 def main() -> None:
     from ramos.diffusion import LatentDiffusionModule
     from ramos.motion.dataset import MotionDataset
+    from ramos.utils.atomic import write_json
     from ramos.vae.module import VAEModule
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,10 +66,7 @@ def main() -> None:
         out["results"][name] = r
         print(f"{name}: MPJPE {r['mpjpe_mm']:.1f} mm ({r['mpjpe_full_windows_mm']:.1f} on full windows), "
               f"root-relative {r['root_relative_mm']:.1f} mm over {len(idx)} training windows")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    tmp.replace(RESULTS)
+    write_json(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ skating by length range of the bucketed decoder, by position in the window, and 
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def main() -> None:
             continue
         lengths = np.array([len(m) for m in real])
         edges = [0, *getattr(gen.module.autoencoder.decoder, "buckets", [gen.window])]
-        for lo, hi in zip(edges[:-1], edges[1:]):
+        for lo, hi in itertools.pairwise(edges):
             sel = (lengths > lo) & (lengths <= hi)
             if sel.any():
                 r1, g1 = M.foot_skating_ratio(xr[sel], sk, fps, mr[sel]), M.foot_skating_ratio(xg[sel], sk, fps, mg[sel])

@@ -1,0 +1,212 @@
+"""Long motions (issue 17): speed, the joins' physics, recognition of each segment, in-betweening.
+
+    python benchmarks/bench_long.py --pipeline runs/pipeline [--timelines 24] [--repeats 5]
+
+On a finished `ramos pipeline` folder (its diffusion checkpoint, data set, and the evaluation's label
+evaluator and retrieval model under reports/), for each join method of ``ramos.motion.compose``
+("context": the next window given the last frames; "inertialize": windows on their own, blended):
+
+- **speed**: a 60 s motion from 6 prompts of 10 s, median of ``--repeats`` runs on 2 threads
+  (target: under 0.6 s, >= 100x real time);
+- **joins**: over ``--timelines`` timelines of 6 segments (labels drawn at random, 2-10 s each), the
+  jerk (mean |d^3 x / dt^3| of the joints, m/s^3, as ``metrics.jitter``) and foot skating in the 20
+  frames around every join, against the same measures on 20-frame pieces at random places inside
+  real windows of the two labels that meet there, one of each per join (targets: <= 1.5x); the
+  largest root step and facing change at a join against the largest frame-to-frame ones of the
+  real windows (target: no larger);
+- **recognition**: each segment (canonicalised) classified by the label evaluator and, with its
+  label's prompt, ranked among 32 captions by the retrieval model (top-3), against single windows of
+  the same labels and lengths (target: >= 0.8x the single-window rate);
+- **in-betweening** (context only): real windows' first and last 0.5 s given, 4 s generated between
+  with the window's label: the decoder's mean joint error at the given frames before it is blended
+  away (target: <= 2 cm; the output holds them exactly), and the generated frames' skating and jitter
+  against the real windows'.
+
+Prints one line per figure and writes benchmarks/results/long.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "long.json"
+AROUND = 10  # frames on each side of a join
+
+
+def _jerk(x: np.ndarray, fps: float) -> float:
+    from ramos.motion.metrics import jitter
+
+    return jitter(x, fps)
+
+
+def _facing(x: np.ndarray, skeleton) -> np.ndarray:
+    from ramos.motion.preprocess import facing_direction
+
+    return np.array([np.arctan2(*facing_direction(p, skeleton)[[0, 2]]) for p in x])
+
+
+def _angle_steps(a: np.ndarray) -> np.ndarray:
+    return np.abs((np.diff(a) + np.pi) % (2 * np.pi) - np.pi)
+
+
+def main() -> None:
+    from ramos.motion import metrics as M
+    from ramos.motion.compose import Composer, Segment
+    from ramos.motion.dataset import MotionDataset
+    from ramos.motion.generate import MotionGenerator
+    from ramos.motion.preprocess import canonicalize
+    from ramos.motion.text import label_prompt, text_encoder
+    from ramos.stages.evaluation.evaluator import classify, load_evaluator
+    from ramos.stages.evaluation.retrieval import embed_motions, embed_texts, load_retrieval, r_precision
+    from ramos.utils.atomic import write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pipeline", required=True)
+    ap.add_argument("--timelines", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fit-steps", type=int, default=None, help="Composer fit_steps (default: its own)")
+    ap.add_argument("--blend-s", type=float, default=None, help="Composer blend_s (default: its own)")
+    ap.add_argument("--guidance", type=float, default=None, help="Composer guidance (default: the checkpoint's)")
+    ap.add_argument("--tail-s", type=float, default=None, help="Composer tail_s (default: its own)")
+    ap.add_argument("--methods", default="context,inertialize")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    run = Path(args.pipeline)
+    gen = MotionGenerator.load(run / "diffusion" / "last.ckpt")
+    data = MotionDataset(run / "data")
+    sk, fps = gen.skeleton, gen.fps
+    net, ev_labels, _ = load_evaluator(run / "reports" / "evaluator.ckpt")
+    retrieval, _ = load_retrieval(run / "reports" / "retrieval.ckpt")
+    labels = [lab for lab in data.labels if lab in ev_labels]
+    rng = np.random.default_rng(0)
+    out: dict = {"date": _dt.date.today().isoformat(), "machine": platform.platform(), "pipeline": str(run),
+                 "threads": 2, "methods": {}}
+
+    # Real reference: random 20-frame pieces of full real windows, and their frame-to-frame maxima.
+    train = data.split_indices("train")
+    full = train[data.lengths[train] == data.window]
+    real_idx = [int(i) for i in rng.choice(full, min(400, len(full)), replace=False)]
+    real = [np.asarray(data.windows[i], np.float32) for i in real_idx]
+    by_label: dict[str, list[int]] = {}
+    for i in full:
+        by_label.setdefault(data.labels[data.label_id(int(i))], []).append(int(i))
+
+    def real_piece(label: str) -> np.ndarray:
+        w = np.asarray(data.windows[int(rng.choice(by_label[label]))], np.float32)
+        s = int(rng.integers(0, len(w) - 2 * AROUND))
+        return w[s:s + 2 * AROUND]
+
+    real_root_step = float(max(np.linalg.norm(np.diff(w[:, sk.root, [0, 2]], axis=0), axis=-1).max() for w in real))
+    real_turn = float(max(_angle_steps(_facing(w, sk)).max() for w in real))
+    out["real"] = {"max_root_step_m": real_root_step, "max_facing_step_rad": real_turn, "windows": len(real)}
+    print(f"real: largest root step {real_root_step * 100:.1f} cm, largest facing step {np.degrees(real_turn):.1f} deg "
+          f"(frame to frame, {len(real)} windows)")
+
+    six = [Segment(lab, 10.0, is_label=True) for lab in (labels * 6)[:6]]
+    labels = [lab for lab in labels if lab in by_label]
+    timelines = [[Segment(str(rng.choice(labels)), float(rng.integers(2, 11)), is_label=True) for _ in range(6)]
+                 for _ in range(args.timelines)]
+    encoder = text_encoder()
+    opts = {k: v for k, v in (("fit_steps", args.fit_steps), ("blend_s", args.blend_s), ("guidance", args.guidance),
+                                         ("tail_s", args.tail_s))
+            if v is not None}
+    out["composer_options"] = opts
+    for method in args.methods.split(","):
+        composer = Composer(gen, method=method, **opts)
+        composer.compose(six[:2], seed=99)  # warm-up: traces the frozen networks
+        times = []
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            composer.compose(six, seed=r)
+            times.append(time.perf_counter() - t0)
+        speed = statistics.median(times)
+        res: dict = {"seconds_60s_6_prompts": speed, "x_real_time": 60.0 / speed, "runs": times}
+        print(f"{method}: 60 s from 6 prompts in {speed * 1000:.0f} ms (median of {len(times)}; "
+              f"{60 / speed:.0f}x real time)")
+        jerks, skate_pieces, root_steps, turns, offsets, real_pieces = [], [], [], [], [], []
+        segs, seg_labels, singles_len = [], [], []
+        for k, timeline in enumerate(timelines):
+            result = composer.compose(timeline, seed=1000 + k)
+            x = result.positions
+            offsets += result.offsets_m
+            starts = [seg["start"] for seg in result.segments]
+            for j in result.joins:
+                k_after = int(np.searchsorted(starts, j, side="right")) - 1
+                k_before = int(np.searchsorted(starts, j - 1, side="right")) - 1
+                real_pieces += [real_piece(timeline[k_before].prompt), real_piece(timeline[k_after].prompt)]
+                piece = x[j - AROUND:j + AROUND]
+                jerks.append(_jerk(piece, fps))
+                skate_pieces.append(piece)
+                root_steps.append(float(np.linalg.norm(x[j, sk.root, [0, 2]] - x[j - 1, sk.root, [0, 2]])))
+                turns.append(float(_angle_steps(_facing(x[j - 1:j + 1], sk))[0]))
+            for seg in result.segments:
+                segs.append(canonicalize(x[seg["start"]:seg["end"]], sk))
+                seg_labels.append(seg["prompt"])
+                singles_len.append(seg["end"] - seg["start"])
+        jerk, skate = float(np.mean(jerks)), M.foot_skating_ratio(np.stack(skate_pieces), sk, fps)
+        real_jerk = float(np.mean([_jerk(p, fps) for p in real_pieces]))
+        real_skate = M.foot_skating_ratio(np.stack(real_pieces), sk, fps)
+        res["joins"] = {"n": len(jerks), "real_jerk_mps3": real_jerk, "real_skating": real_skate, "jerk_mps3": jerk, "jerk_ratio": jerk / real_jerk, "skating": skate,
+                        "skating_ratio": skate / max(real_skate, 1e-9), "max_root_step_m": max(root_steps),
+                        "max_facing_step_rad": max(turns), "mean_offset_m": float(np.mean(offsets)) if offsets else 0.0}
+        print(f"{method}: {len(jerks)} joins: jerk {jerk:.0f} m/s^3 ({jerk / real_jerk:.2f}x real {real_jerk:.0f}), skating "
+              f"{skate:.3f} ({skate / max(real_skate, 1e-9):.2f}x real {real_skate:.3f}), largest root step {max(root_steps) * 100:.1f} cm, "
+              f"largest facing step {np.degrees(max(turns)):.1f} deg, decoder offset at the joins "
+              f"{np.mean(offsets) * 100 if offsets else 0:.1f} cm (blended away)")
+        # Recognition: segments against single windows of the same labels and lengths.
+        singles = gen.sample(labels=seg_labels, frames=singles_len, seed=7, plant_feet=False).motions
+        inside = [m[s:s + 2 * AROUND] for m in singles if len(m) > 2 * AROUND
+                  for s in [int(rng.integers(0, len(m) - 2 * AROUND))]]
+        res["joins"]["generated_inside_jerk_mps3"] = float(np.mean([_jerk(p, fps) for p in inside]))
+        res["joins"]["generated_inside_skating"] = M.foot_skating_ratio(np.stack(inside), sk, fps)
+        print(f"{method}: for comparison, 20-frame pieces inside single generated windows of the segments' labels: "
+              f"jerk {res['joins']['generated_inside_jerk_mps3']:.0f} m/s^3, skating {res['joins']['generated_inside_skating']:.3f}")
+        truth = np.array([ev_labels.index(lab) for lab in seg_labels])
+        acc_seg = float((classify(net, segs) == truth).mean())
+        acc_one = float((classify(net, singles) == truth).mean())
+        names = sorted(set(seg_labels))
+        text_feats = embed_texts(retrieval, encoder.encode([label_prompt(n) for n in names]))
+        ids = np.array([names.index(lab) for lab in seg_labels])
+        r_seg = r_precision(embed_motions(retrieval, segs), text_feats[ids], text_ids=ids)[2]
+        r_one = r_precision(embed_motions(retrieval, singles), text_feats[ids], text_ids=ids)[2]
+        res["recognition"] = {"segments": len(segs), "label_acc_segments": acc_seg, "label_acc_single": acc_one,
+                              "label_ratio": acc_seg / max(acc_one, 1e-9), "r3_segments": float(r_seg),
+                              "r3_single": float(r_one), "r3_ratio": float(r_seg / max(r_one, 1e-9))}
+        print(f"{method}: recognition of {len(segs)} segments: label evaluator {acc_seg:.3f} vs single windows "
+              f"{acc_one:.3f} ({acc_seg / max(acc_one, 1e-9):.2f}x); retrieval top-3 among {len(names)} label prompts "
+              f"{r_seg:.3f} vs {r_one:.3f} ({r_seg / max(r_one, 1e-9):.2f}x)")
+        out["methods"][method] = res
+
+    # In-betweening: real first and last 0.5 s given, 4 s between.
+    composer = Composer(gen, **opts)
+    h, gap = gen.context_frames, round(4 * fps)
+    errs, gen_parts, real_parts = [], [], []
+    for k, w in enumerate(real[:48]):
+        i = int(rng.integers(0, len(w) - (2 * h + gap) + 1))
+        piece = w[i:i + 2 * h + gap]
+        lab = data.labels[data.label_id(real_idx[k])]
+        motion, offs = composer.inbetween(piece[:h], piece[-h:], gap, Segment(lab, 4.0, is_label=True), seed=k)
+        errs += offs
+        gen_parts.append(motion[h:-h])
+        real_parts.append(piece[h:-h])
+    g, r = np.stack(gen_parts), np.stack(real_parts)
+    ib = {"n": len(gen_parts), "mean_error_at_given_frames_m": float(np.mean(errs)),
+          "max_error_at_given_frames_m": float(np.max(errs)), "skating": M.foot_skating_ratio(g, sk, fps),
+          "skating_real": M.foot_skating_ratio(r, sk, fps), "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps)}
+    out["inbetween"] = ib
+    print(f"in-betweening ({len(gen_parts)} x 4 s): decoder error at the given frames {ib['mean_error_at_given_frames_m'] * 100:.1f} cm "
+          f"mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm; 0 in the output), skating {ib['skating']:.3f} "
+          f"(real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} (real {ib['jitter_real']:.0f}) m/s^3")
+    write_json(RESULTS, out)
+
+
+if __name__ == "__main__":
+    main()
