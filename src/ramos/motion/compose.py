@@ -157,6 +157,22 @@ class Placement:
     def inverse(self) -> Placement:
         return Placement(self.rot.T, -self.shift @ self.rot)
 
+    @classmethod
+    def fit(cls, src: np.ndarray, dst: np.ndarray) -> Placement:
+        """The turn about +y and horizontal shift that bring the points ``src`` (..., 3) closest to ``dst``
+        (least squares over all of them; heights are left alone)."""
+        a = np.asarray(src, np.float64).reshape(-1, 3)[:, [0, 2]]
+        b = np.asarray(dst, np.float64).reshape(-1, 3)[:, [0, 2]]
+        ma, mb = a.mean(0), b.mean(0)
+        a, b = a - ma, b - mb
+        # A turn by theta about +y maps (x, z) to (x cos + z sin, -x sin + z cos).
+        theta = math.atan2((a[:, 1] * b[:, 0] - a[:, 0] * b[:, 1]).sum(), (a * b).sum())
+        c, s = math.cos(theta), math.sin(theta)
+        rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+        m_src = np.array([ma[0], 0.0, ma[1]])
+        m_dst = np.array([mb[0], 0.0, mb[1]])
+        return cls(rot, m_dst - m_src @ rot.T)
+
 
 def inertialize(new: np.ndarray, before: np.ndarray, length: int) -> np.ndarray:
     """``new`` (T, J, 3) made to continue ``before`` (its last frames, (k, J, 3)): an offset is added to
@@ -372,6 +388,13 @@ class Composer:
             place = Placement.canonical(tail[0], self.gen)
             known = place(tail)
             window = self._window(y, len(known) + n + extra, seed, prefix=known)
+            # The denoiser follows the known frames loosely, at times far off where the prompt asks for
+            # something else: the window is first turned the way its own version of them lies closest
+            # to them, and shifted so that its root meets the last known one at the join.
+            h, root = len(known), self.gen.skeleton.root
+            turn = Placement.fit(window[:h], known)
+            shift = (known[-1, root] - turn(window[h - 1:h])[0, root]) * np.array([1.0, 0.0, 1.0])
+            window = Placement(turn.rot, turn.shift + shift)(window)
             offset = float(np.linalg.norm(window[:len(known)] - known, axis=-1).mean())
             new = window[len(known):len(known) + n]
         else:
