@@ -63,6 +63,21 @@ def test_the_checkpoint_knows_its_known_frames(gen):
     assert set(gen.module.hparams.cond_drop) == {"prefix", "suffix"}
 
 
+def test_known_frames_left_out_are_the_same_as_zeros(gen):
+    """Generation without known frames leaves the keywords out (no cost); the denoiser reads that as
+    the zero ("not given") condition it was trained with."""
+    m, n = gen.module, 3
+    zeros = torch.zeros(n, gen.context_frames * 22 * 3 + 1)
+    x, t = torch.randn(n, *m.latent_shape.tolist()), torch.full((n,), 500)
+    y = gen.condition([None] * n, ["a person walks"] * n)[0]
+    net = m.ema.module.eval()
+    with torch.no_grad():
+        out = net(x, t, y, length=torch.full((n,), 2.0))
+        assert torch.allclose(out, net(x, t, y, length=torch.full((n,), 2.0), prefix=zeros, suffix=zeros), atol=1e-5)
+        given = torch.randn_like(zeros)
+        assert not torch.allclose(out, net(x, t, y, length=torch.full((n,), 2.0), prefix=given), atol=1e-3)
+
+
 def test_composition_has_the_asked_lengths_and_no_jump_at_the_joins(gen):
     segments = [Segment("walk", 3.0, is_label=True), Segment("run", 1.5, is_label=True), Segment("jump", 2.5, is_label=True)]
     out = Composer(gen).compose(segments, seed=3)

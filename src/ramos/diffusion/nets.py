@@ -61,7 +61,9 @@ class ResidualMLPDenoiser(Buildable):
         dropout: dropout inside the blocks.
         text_dim: size of a text embedding condition (0: none; not together with ``num_classes``).
         cond_vectors: names and sizes of extra vector conditions passed as keywords (B, size), e.g.
-            known frames of the motion; the zero vector means "not given".
+            known frames of the motion; the zero vector means "not given", and so does leaving the
+            keyword out (which keeps them out of the search for distinct rows: sampling without them
+            costs what it did before they existed).
     """
 
     def __init__(self, dim: int, width: int = 512, depth: int = 4, num_classes: int = 0,
@@ -102,7 +104,8 @@ class ResidualMLPDenoiser(Buildable):
         y_columns = [] if y is None else [y.float().reshape(x.shape[0], -1)]
         width_y = y_columns[0].shape[1] if y_columns else 0
         columns = [t.float()[:, None], *y_columns] + [cond[k].float()[:, None] for k in self.cond_scalars]
-        columns += [cond[k].float().reshape(x.shape[0], -1) for k in self.cond_vectors]
+        given = [k for k in self.cond_vectors if k in cond]
+        columns += [cond[k].float().reshape(x.shape[0], -1) for k in given]
         distinct, index = torch.cat(columns, dim=1), None
         if x.shape[0] > _DEDUP_MIN_BATCH:
             distinct, index = torch.unique(distinct, dim=0, return_inverse=True)
@@ -117,8 +120,11 @@ class ResidualMLPDenoiser(Buildable):
             c = c + self.s_embed[k](timestep_embedding(distinct[:, first + j] * 100.0, self.width))
         first += len(self.cond_scalars)
         for k, n in self.cond_vectors.items():
-            c = c + self.v_embed[k](distinct[:, first:first + n])
-            first += n
+            if k in given:
+                c = c + self.v_embed[k](distinct[:, first:first + n])
+                first += n
+            else:
+                c = c + self.v_embed[k](c.new_zeros(1, n))
         c = torch.nn.functional.silu(c)
         for block in self.blocks:
             h = block(h, c, index)

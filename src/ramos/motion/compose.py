@@ -288,11 +288,9 @@ class Composer:
         return self.gen.condition([s.prompt for s in segments], None)[0]
 
     # --- one window --------------------------------------------------------------------------------
-    def _condition(self, frames: np.ndarray | None, key: str) -> torch.Tensor:
+    def _condition(self, frames: np.ndarray, key: str) -> torch.Tensor:
         """Known frames (k, J, 3) in window coordinates as the denoiser's ``key`` condition: the first
         (prefix) or last (suffix) ``context`` of them, fewer padded by repeating the end frame."""
-        if frames is None:
-            return torch.from_numpy(context_condition(None, self.stats, key))
         h = self.context
         x = np.asarray(frames, np.float32)
         pick = np.clip(np.arange(h), 0, len(x) - 1) if key == "prefix" else np.clip(len(x) - h + np.arange(h), 0, len(x) - 1)
@@ -305,8 +303,8 @@ class Composer:
         gen, m = self.gen, self.gen.module
         sampling = self.sampling
         cond = {"length": torch.tensor([frames / gen.fps])}
-        if gen.context_frames:
-            cond.update(prefix=self._condition(prefix, "prefix"), suffix=self._condition(suffix, "suffix"))
+        if gen.context_frames:  # frames not given are left out (the denoiser reads that as zeros)
+            cond.update({k: self._condition(v, k) for k, v in (("prefix", prefix), ("suffix", suffix)) if v is not None})
         shape = tuple(int(v) for v in m.latent_shape.tolist())
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None]
         mask = torch.arange(gen.window)[None] < frames

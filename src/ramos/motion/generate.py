@@ -211,14 +211,6 @@ class MotionGenerator:
             prompts[i] = " ".join(text.split())
         return cond, prompts
 
-    def no_context(self, n: int) -> dict[str, torch.Tensor]:
-        """The known-frame conditions of ``n`` motions with no frames given (zeros; empty for a model
-        without them)."""
-        if not self.context_frames:
-            return {}
-        zeros = torch.zeros(n, self.context_frames * self.skeleton.num_joints * 3 + 1)
-        return {"prefix": zeros, "suffix": zeros}
-
     def frames_for_seconds(self, seconds: float) -> int:
         """Frames of a motion of ``seconds`` (checked against the model's window)."""
         if not np.isfinite(seconds) or seconds <= 0:
@@ -294,7 +286,7 @@ class MotionGenerator:
             b = min(n, a + MAX_BATCH)
             out = self.module.sample(b - a, None if y is None else y[a:b], steps=steps, sampler=sampler,
                                      guidance=guidance, generator=generator,
-                                     cond={"length": length_s[a:b], **self.no_context(b - a)},
+                                     cond={"length": length_s[a:b]},
                                      noise=noise[a:b], decode_mask=valid[a:b])
             out = out.float().cpu()
             if plant_feet and self.skeleton.feet:
