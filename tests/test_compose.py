@@ -127,7 +127,7 @@ def test_inertialize_baseline_joins_windows_without_known_frames(gen):
     ([Segment("walk", -2.0, is_label=True)], "positive"),
     ([Segment("walk", float("nan"), is_label=True)], "positive"),
     ([Segment("walk", 0.04, is_label=True)], "under two frames"),
-    ([Segment("fly", 2.0, is_label=True)], "unknown label 'fly'"),
+    ([Segment("fly", 2.0, is_label=True)], "segment 1: unknown label 'fly'"),
 ])
 def test_bad_timelines_are_one_line_errors(gen, segments, message):
     with pytest.raises(GenerationError, match=message) as err:

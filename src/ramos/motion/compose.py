@@ -260,7 +260,14 @@ class Composer:
             if n < 2:
                 raise GenerationError(f"{what}: {seg.seconds:g} s is under two frames at {self.gen.fps:g} fps")
             frames.append(n)
-        self._conditions(segments)  # unknown labels, text for a label model: one-line errors
+        for i, seg in enumerate(segments, 1):  # unknown labels, text for a label model (nothing encoded yet)
+            try:
+                if seg.prompt is not None and (seg.is_label or not self.gen.text):
+                    if not seg.is_label:
+                        self.gen.condition([None], ["text"])  # the model's own error: it takes no text
+                    self.gen.label_index(seg.prompt)
+            except GenerationError as exc:
+                raise GenerationError(f"segment {i}: {exc}") from None
         return frames
 
     def check_motion(self, motion: np.ndarray, what: str = "the given motion") -> np.ndarray:
@@ -278,9 +285,6 @@ class Composer:
 
     def _conditions(self, segments: Sequence[Segment]) -> torch.Tensor | None:
         if self.gen.text:
-            for s in segments:
-                if s.is_label:
-                    self.gen.label_index(s.prompt)  # an unknown label fails, listing the known ones
             texts = [label_prompt(s.prompt) if s.is_label and s.prompt else s.prompt for s in segments]
             return self.gen.condition([None] * len(segments), texts)[0]
         if any(s.prompt is not None and not s.is_label for s in segments):
