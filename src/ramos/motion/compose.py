@@ -138,10 +138,6 @@ class Placement:
     shift: np.ndarray
 
     @classmethod
-    def identity(cls) -> Placement:
-        return cls(np.eye(3), np.zeros(3))
-
-    @classmethod
     def canonical(cls, pose: np.ndarray, gen: MotionGenerator) -> Placement:
         """The placement that takes ``pose`` (J, 3) to a window's start: root xz at the origin, facing +z."""
         forward = facing_direction(pose, gen.skeleton)
@@ -513,9 +509,10 @@ def read_given_motion(path: str | Path, gen: MotionGenerator, body_model: str | 
     if gen.rest_offsets is not None:
         # Another body: scaled to the model's leg length, then onto its bones (feet and hands kept
         # where the scaled motion has them).
-        legs = [sk.index(n) for n in ("left_hip", "left_knee", "left_ankle")]
-        mine = float(np.linalg.norm(np.diff(x[:, legs], axis=1), axis=-1).sum(-1).mean())
-        model = float(np.linalg.norm(gen.rest_offsets[legs[1:]], axis=-1).sum())
+        found = {f"{side}_{j}": sk.index(f"{side}_{j}") for side in ("left", "right") for j in ("hip", "knee", "ankle")}
+        mine = bvh.leg_length(x, found)
+        model = float(np.mean([np.linalg.norm(gen.rest_offsets[[found[f"{side}_knee"], found[f"{side}_ankle"]]],
+                                              axis=-1).sum() for side in ("left", "right")]))
         if mine > 1e-6:
             x = x * np.float32(model / mine)
         x = make_rigid(x, sk, gen.rest_offsets)
