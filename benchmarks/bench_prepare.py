@@ -1,6 +1,13 @@
-"""Throughput and peak memory of ``ramos data prepare`` on a generated AMASS-like set.
+"""Throughput and peak memory of ``ramos data prepare`` on a generated AMASS-like set, or on the
+HumanML3D-sized stand-in.
 
     python benchmarks/bench_prepare.py [--data DIR] [--sizes 500 2000] [--workers 2]
+    python benchmarks/bench_prepare.py --format humanml3d --data /tmp/standin --sizes 1000 14616
+
+``--format humanml3d``: the folder written by ``benchmarks/standin_humanml3d.py`` (built there
+first when absent, with max(sizes) motions). A size counts motions as HumanML3D does: n motions
+are 2n files to prepare (each with its ``M`` mirror), read with the ``humanml3d`` data config.
+The rest of this note is the AMASS-like set:
 
 Generates (once, into ``--data``) 2,000 AMASS-style ``.npz`` sequences of 10 s at 60 fps
 (SMPL-H ``poses`` (T, 156), ``trans``, ``betas``, ``gender``, ``mocap_framerate``) and a small
@@ -138,11 +145,17 @@ def _memory_kib(pids: list[int]) -> tuple[int, int]:
     return pss, rss
 
 
-def measure(root: Path, n: int, workers: int) -> dict[str, float]:
+def measure(root: Path, n: int, workers: int, fmt: str = "amass") -> dict[str, float]:
     from ramos.motion.io import READERS
     from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
 
-    items = READERS["amass"].list_items(root / "seqs")[:n]
+    if fmt == "humanml3d":
+        # the first n motions and their mirrors (ids are 000000.. and M000000..)
+        items = [i for i in READERS["humanml3d"].list_items(root) if int(i.source_id.lstrip("M")) < n]
+        source_root, reader_opts = root, {}
+    else:
+        items = READERS["amass"].list_items(root / "seqs")[:n]
+        source_root, reader_opts = root / "seqs", {"model_dir": str(root / "body_model")}
     peak = {"pss": 0, "rss": 0}
     stop = threading.Event()
 
@@ -154,7 +167,7 @@ def measure(root: Path, n: int, workers: int) -> dict[str, float]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    cfg = load_prepare_config("amass")
+    cfg = load_prepare_config(fmt)
     import resource
 
     def cpu_s() -> float:
@@ -164,14 +177,15 @@ def measure(root: Path, n: int, workers: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         cpu0 = cpu_s()
         t0 = time.perf_counter()
-        summary = prepare_dataset("amass", Path(tmp) / "ds", cfg, root=root / "seqs", workers=workers, items=items,
-                                  reader_opts={"model_dir": str(root / "body_model")}, progress=False)
+        summary = prepare_dataset(fmt, Path(tmp) / "ds", cfg, root=source_root, workers=workers, items=items,
+                                  reader_opts=reader_opts, progress=False)
         seconds = time.perf_counter() - t0
         cpu = cpu_s() - cpu0  # the workers have exited (and been reaped) by now
         size_mb = (Path(tmp) / "ds" / "windows.npy").stat().st_size / 2**20
     stop.set()
     sampler.join()
     # CPU time does not depend on what else runs on the machine: seq/s if each worker had a core.
+    n = len(items)  # files prepared (humanml3d: motions and their mirrors)
     return {"sequences": n, "workers": workers, "seconds": round(seconds, 2), "seq_per_s": round(n / seconds, 1),
             "cpu_ms_per_seq": round(1000 * cpu / n, 1), "seq_per_s_if_cores_free": round(workers * n / cpu, 1),
             "load_average_1min": round(os.getloadavg()[0], 1),
@@ -184,29 +198,50 @@ def measure(root: Path, n: int, workers: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "ramos-bench-amass")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--format", choices=["amass", "humanml3d"], default="amass",
+                        help="amass: the generated AMASS-like set; humanml3d: the HumanML3D-sized stand-in")
+    parser.add_argument("--data", type=Path, help="where the generated set is (made there when absent)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="sequences (amass) or motions (humanml3d)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # internal: one run in this process
     args = parser.parse_args()
+    humanml3d = args.format == "humanml3d"
+    args.data = args.data or Path(tempfile.gettempdir()) / ("ramos-standin" if humanml3d else "ramos-bench-amass")
+    args.sizes = args.sizes or ([1000, 14616] if humanml3d else [500, 2000])
     if args.measure:
-        print(json.dumps(measure(args.data, args.measure, args.workers)))
+        print(json.dumps(measure(args.data, args.measure, args.workers, args.format)))
         return
-    generate(args.data, max(args.sizes))
+    if humanml3d:
+        sys.path.insert(0, str(Path(__file__).parent))
+        import standin_humanml3d
+
+        marker = args.data / standin_humanml3d.MARKER
+        if not marker.is_file() or json.loads(marker.read_text())["motions"] < max(args.sizes):
+            standin_humanml3d.build(args.data, max(args.sizes), overwrite=True)
+    else:
+        generate(args.data, max(args.sizes))
     runs = []
     for n in args.sizes:
-        done = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--workers", str(args.workers),
-                               "--measure", str(n)], check=True, capture_output=True, text=True)
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    line = "; ".join(f"{r['sequences']} seq: {r['seq_per_s']} seq/s ({r['cpu_ms_per_seq']} CPU ms/seq, "
+        done = subprocess.run([sys.executable, __file__, "--format", args.format, "--data", str(args.data),
+                               "--workers", str(args.workers), "--measure", str(n)],
+                              check=True, capture_output=True, text=True)
+        runs.append({"motions": n, **json.loads(done.stdout.strip().splitlines()[-1])} if humanml3d
+                    else json.loads(done.stdout.strip().splitlines()[-1]))
+    unit = "clips" if humanml3d else "seq"
+    line = "; ".join(f"{r['sequences']} {unit}: {r['seq_per_s']} {unit}/s ({r['cpu_ms_per_seq']} CPU ms/{unit}, "
                      f"load {r['load_average_1min']}), peak PSS {r['peak_pss_mb']} MB "
                      f"(RSS sum {r['peak_rss_sum_mb']} MB)" for r in runs)
-    print(f"bench_prepare (AMASS-like, {SECONDS:g} s at {FPS:g} fps, {args.workers} workers): {line}")
+    what = ("HumanML3D-sized stand-in, 2-10 s at 20 fps, with M mirrors" if humanml3d
+            else f"AMASS-like, {SECONDS:g} s at {FPS:g} fps")
+    print(f"bench_prepare ({what}, {args.workers} workers): {line}")
     from ramos.utils.atomic import write_json
 
-    write_json(Path(__file__).parent / "results" / "bench_prepare.json", {
-        "runs": runs, "sequence_seconds": SECONDS, "sequence_fps": FPS, "format": "AMASS npz + synthetic SMPL-H model",
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+    about = ({"format": "HumanML3D layout (benchmarks/standin_humanml3d.py); sizes count motions, files = 2x"}
+             if humanml3d else {"sequence_seconds": SECONDS, "sequence_fps": FPS,
+                                "format": "AMASS npz + synthetic SMPL-H model"})
+    name = "bench_prepare_humanml3d.json" if humanml3d else "bench_prepare.json"
+    write_json(Path(__file__).parent / "results" / name, {
+        "runs": runs, **about, "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 

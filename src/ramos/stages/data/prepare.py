@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import gc
 import hashlib
 import inspect
 import io
+import itertools
 import json
 import logging
 import multiprocessing as mp
 import os
 import platform
 import sys
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -261,6 +263,16 @@ def _empty(job: _Job) -> ClipWindows:
     return ClipWindows.empty(job.cfg.window, job.skeleton.num_joints)
 
 
+def _process_chunk(items: list[Any]) -> list[tuple[str, list[ClipResult], list[dict[str, str]]]]:
+    """Worker: :func:`_process_item` over a few items (one round trip for several small files)."""
+    return [_process_item(item) for item in items]
+
+
+IN_FLIGHT_PER_WORKER = 4
+"""Chunks submitted ahead per worker: enough to keep the workers busy, few enough that results
+waiting for the writer stay bounded whatever the number of items."""
+
+
 def _results(items: list[Any], job: _Job, workers: int) -> Iterator[tuple[str, list[ClipResult],
                                                                          list[dict[str, str]]]]:
     if workers <= 1:
@@ -272,9 +284,26 @@ def _results(items: list[Any], job: _Job, workers: int) -> Iterator[tuple[str, l
     # BrokenProcessPool instead of hanging (unlike multiprocessing.Pool).
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     chunksize = max(1, min(16, len(items) // (workers * 8) or 1))
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
-                             initargs=(job, True)) as pool:
-        yield from pool.map(_process_item, items, chunksize=chunksize)
+    starts = iter(range(0, len(items), chunksize))
+    # Executor.map would submit every item at once: its futures and finished results would then
+    # grow with the data set. Chunks are submitted as results are taken, in order.
+    pending: deque[Future[list[tuple[str, list[ClipResult], list[dict[str, str]]]]]] = deque()
+    # Frozen objects are skipped by the garbage collector, so a forked worker's collections do not
+    # write to (and so copy) the parent's pages holding the item list.
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
+                                 initargs=(job, True)) as pool:
+            for start in itertools.islice(starts, workers * IN_FLIGHT_PER_WORKER):
+                pending.append(pool.submit(_process_chunk, items[start:start + chunksize]))
+            while pending:
+                done = pending.popleft().result()
+                start = next(starts, None)
+                if start is not None:
+                    pending.append(pool.submit(_process_chunk, items[start:start + chunksize]))
+                yield from done
+    finally:
+        gc.unfreeze()
 
 
 # --- the writer ------------------------------------------------------------------------------------------
