@@ -123,3 +123,56 @@ def test_guidance_distillation_and_decoder_tuning_train_with_two_gloo_processes(
     assert module.hparams.student_guidance == 2.0
     x = module.sample(4, torch.tensor([0, 1, 0, 1]), steps=5, guidance=2.0, generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 2, 1, 3) and torch.isfinite(x).all()  # decoded by the tuned decoder
+
+
+CLI_SCRIPT = textwrap.dedent("""
+    import sys
+    from ramos.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _run_cli(tmp_path, args: list[str]) -> subprocess.CompletedProcess:
+    """``ramos ARGS`` from a script file, as Lightning's DDP launcher reruns it for rank 1."""
+    script = tmp_path / "ramos_cli.py"
+    script.write_text(CLI_SCRIPT)
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env, capture_output=True, check=False,
+                          text=True, timeout=400)
+
+
+@pytest.mark.slow
+def test_motion_stages_train_with_two_gloo_processes_from_the_command_line(tmp_path):
+    """`ramos train motion-vae` and `motion-diffusion` with --devices 2 --strategy ddp: both ranks train
+    (the batches are split between them), rank 0 alone evaluates and writes; the results load."""
+    from test_motion_vae import write_toy_dataset
+
+    from ramos.diffusion.module import LatentDiffusionModule
+
+    data = write_toy_dataset(tmp_path / "toy", n=64)
+    ddp = ["--no-progress", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu"]
+    vae = _run_cli(tmp_path, ["train", "motion-vae", "--dataset", str(data), "--out", str(tmp_path / "vae"), *ddp,
+                              "--set", "optim.max_steps=3", "--set", "net.latent_dim=16", "--set", "net.residual=16",
+                              "--set", "optim.batch_size=8", "--set", "optim.render_every_n_steps=0",
+                              "--set", "optim.val_every_n_steps=3", "--set", "optim.crop_prob=0"])
+    assert vae.returncode == 0, vae.stderr[-3000:]
+    assert "distributed_backend=gloo" in vae.stderr + vae.stdout
+    ckpt = torch.load(tmp_path / "vae" / "motion_vae.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3
+    metrics = json.loads((tmp_path / "vae" / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and np.isfinite(metrics["val"]["mpjpe_mm"])
+    assert vae.stdout.count("motion VAE: val MPJPE") == 1  # one summary: rank 1 stopped after training
+
+    diff = _run_cli(tmp_path, ["train", "motion-diffusion", "--dataset", str(data), "--vae",
+                               str(tmp_path / "vae" / "motion_vae.ckpt"), "--out", str(tmp_path / "diff"), *ddp,
+                               "--set", "steps=4", "--set", "batch_size=8", "--set", "val_every_n_steps=4",
+                               "--set", "strip_labels=1", "--set", "strip_steps=2", "--set", "denoiser.width=32",
+                               "--set", "denoiser.depth=1", "--set", "distill_steps=2", "--set", "decoder_steps=2",
+                               "--set", "decoder_batch_size=4"])
+    assert diff.returncode == 0, diff.stderr[-3000:]
+    summary = json.loads((tmp_path / "diff" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["distill_steps"] == 2 and summary["decoder_steps"] == 2
+    model = LatentDiffusionModule.load(tmp_path / "diff" / "last.ckpt")
+    assert model.is_conditional

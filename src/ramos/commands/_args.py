@@ -63,3 +63,27 @@ def resolve_dataset(path: str | os.PathLike[str] | None, progress: bool = True) 
     from ramos.stages.data.prepare import ensure_builtin_dataset
 
     return ensure_builtin_dataset(progress=progress)
+
+
+TRAINER_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("accelerator", str, "cpu, gpu, mps or auto (default: cpu)"),
+    ("devices", int, "devices (GPUs, or CPU processes with --strategy ddp) per node (default: 1)"),
+    ("num_nodes", int, "machines (default: 1)"),
+    ("strategy", str, "auto, ddp, ddp_spawn... (default: auto)"),
+    ("precision", str, "32-true, bf16-mixed (GPU), 16-mixed (default: 32-true)"),
+)
+"""The Lightning settings every training command takes (:class:`ramos.utils.training.TrainerConfig`)."""
+
+
+def add_trainer_args(p: argparse.ArgumentParser) -> None:
+    """``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``, ``--precision``: Lightning's own."""
+    group = p.add_argument_group("where to train (Lightning)")
+    for name, kind, text in TRAINER_FLAGS:
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"trainer_{name}", type=kind, default=None,
+                           metavar=name.upper(), help=text)
+
+
+def trainer_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The trainer flags given, as ``trainer.<name>`` overrides."""
+    return {f"trainer.{name}": getattr(args, f"trainer_{name}") for name, _, _ in TRAINER_FLAGS
+            if getattr(args, f"trainer_{name}", None) is not None}

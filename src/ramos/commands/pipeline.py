@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ramos.commands._args import add_config_args, load_stage_config
+from ramos.commands._args import add_config_args, add_trainer_args, load_stage_config, trainer_overrides
 from ramos.commands.data import SOURCES
 
 DEFAULT_OUT = Path("runs/pipeline")
@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="amass: BABEL annotation folder (train.json, val.json): action labels")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_trainer_args(p)
     p.set_defaults(func=run)
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ramos.commands._args import UserError
     from ramos.stages.pipeline import PipelineError, run_pipeline
 
-    cfg = load_stage_config("pipeline", args)
+    cfg = load_stage_config("pipeline", args, trainer_overrides(args))
     if args.source is not None:
         cfg.source = args.source
     if args.root is not None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ramos.commands._args import add_config_args, add_dataset_arg, load_stage_config, resolve_dataset
+from ramos.commands._args import (
+    add_config_args,
+    add_dataset_arg,
+    add_trainer_args,
+    load_stage_config,
+    resolve_dataset,
+    trainer_overrides,
+)
 
 
 def _parser(sub: Any, name: str, stage: str, help: str, description: str) -> argparse.ArgumentParser:
@@ -24,7 +31,7 @@ def _parser(sub: Any, name: str, stage: str, help: str, description: str) -> arg
 def _motion_vae(args: argparse.Namespace) -> int:
     from ramos.stages.motion_vae.train import summary_line, train_motion_vae
 
-    cfg = load_stage_config("motion_vae", args)
+    cfg = load_stage_config("motion_vae", args, trainer_overrides(args))
     result = train_motion_vae(cfg, resolve_dataset(args.dataset, not args.no_progress), args.out,
                               progress=not args.no_progress)
     print(summary_line(result))
@@ -34,7 +41,7 @@ def _motion_vae(args: argparse.Namespace) -> int:
 def _motion_diffusion(args: argparse.Namespace) -> int:
     from ramos.stages.motion_diffusion import train_motion_diffusion
 
-    cfg = load_stage_config("motion_diffusion", args)
+    cfg = load_stage_config("motion_diffusion", args, trainer_overrides(args))
     dataset = resolve_dataset(args.dataset, not args.no_progress)
     # MotionDiffusionError (a RaMoS ValueError) is printed by ramos.cli as a one-line error.
     result = train_motion_diffusion(args.vae, dataset, args.out, cfg, progress=not args.no_progress)
@@ -62,6 +69,7 @@ def register(subparsers: Any) -> None:
     vae = _parser(sub, "motion-vae", "motion_vae", "motion VAE: 200-frame windows -> latent vectors",
                   "Train the motion VAE on a prepared data set and evaluate it on the held-out split "
                   "(writes OUT/motion_vae.ckpt, OUT/metrics.json, OUT/tb/).")
+    add_trainer_args(vae)
     vae.set_defaults(func=_motion_vae)
 
     diffusion = _parser(
@@ -72,6 +80,7 @@ def register(subparsers: Any) -> None:
         "strips in OUT/samples and TensorBoard logs in OUT/tb. Resumes an interrupted run.")
     diffusion.add_argument("--vae", required=True,
                            help="motion VAE checkpoint (OUT/motion_vae.ckpt of `ramos train motion-vae`)")
+    add_trainer_args(diffusion)
     diffusion.set_defaults(func=_motion_diffusion)
 
     raw = _parser(sub, "raw-baseline", "raw_baseline", "the raw-space (MDM-style) diffusion baseline",

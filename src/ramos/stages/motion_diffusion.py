@@ -40,6 +40,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -52,10 +53,10 @@ from ramos.motion.dataset import MotionDataset
 from ramos.motion.generate import DATA_KIND
 from ramos.motion.nets.motion import BucketedMotionDecoder
 from ramos.motion.text import ENCODER, TEXT_DIM, PromptTable, prompt_table
-from ramos.utils.atomic import atomic_path, write_json
+from ramos.utils.atomic import write_json
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 from ramos.utils.config import save_config
-from ramos.utils.training import RunReport, SeedEachStep
+from ramos.utils.training import RunReport, SeedEachStep, TrainerConfig, save_final_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class MotionDiffusionConfig:
         decoder_refine: channels of a :class:`~ramos.motion.nets.motion.TemporalRefiner` added to the
             longest length range of the bucketed decoder before tuning (0: none; 16 left skating at
             1.54x); only that range is tuned (the windows of the other ranges are not used).
+        trainer: accelerator, devices, strategy (DDP), precision of every phase
+            (:class:`ramos.utils.training.TrainerConfig`).
     """
 
     seed: int = 0
@@ -168,6 +171,7 @@ class MotionDiffusionConfig:
     context_frames: int = 10
     prefix_drop: float = 0.7
     suffix_drop: float = 0.85
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 class MotionDiffusionError(ValueError):
@@ -479,7 +483,7 @@ def _fit_phase(phase: str, module: L.LightningModule, model: LatentDiffusionModu
     report = RunReport(f"motion diffusion ({phase})", len(dm.split("train")), dm.batch_size, train_key=train_key,
                        val_key=val_key)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, max_epochs=-1,
+        **cfg.trainer.kwargs(routed=True), max_steps=steps, max_epochs=-1,
         logger=TensorBoardLogger(save_dir=str(out_dir), name="tb", version="" if phase == "train" else phase,
                                  default_hp_metric=False),
         # One rolling resume point per phase; save_top_k=0 with save_last would never write it.
@@ -553,8 +557,7 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     else:
         trainer, report = _fit_phase("train", model, model, dm, out_dir, cfg.steps, cfg, progress)
         steps, metrics, runs["train"] = int(trainer.global_step), dict(trainer.callback_metrics), report.summary
-        with atomic_path(trained) as tmp:
-            trainer.save_checkpoint(tmp)
+        save_final_checkpoint(trainer, trained)
     distilled = cfg.distill_steps > 0 and model.is_conditional
     if distilled:
         dm.batch_size = cfg.distill_batch_size
@@ -565,6 +568,9 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     tuned = cfg.decoder_steps > 0 and _tune_decoder(model, dm, out_dir, cfg, progress, metrics, runs)
     seconds = time.perf_counter() - start
     final = out_dir / "last.ckpt"
+    if rank_zero_only.rank != 0:  # under DDP the other ranks stop here; rank 0 writes the model
+        return TrainResult(final, seconds, steps, None)
+    model = model.cpu()
     model.save(final)
     loss = metrics.get("train/loss_epoch", metrics.get("train/loss_step"))
     val = metrics.get("val/loss")

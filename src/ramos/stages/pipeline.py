@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ramos.utils.atomic import write_json
+from ramos.utils.training import TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,12 @@ class PipelineConfig:
         motion_vae, motion_diffusion, evaluation: those stages.
         generate: the exported samples.
         parallel: train the pose VAE study in a second process beside the motion VAE (both
-            single-threaded).
+            single-threaded; off when ``trainer`` is distributed).
+        trainer: accelerator, devices, strategy, precision of the motion VAE and diffusion stages
+            (:class:`ramos.utils.training.TrainerConfig`; a stage's own ``trainer.*`` overrides win).
+            With several devices or nodes (DDP), Lightning starts one process per device, each
+            rerunning the command: the other ranks join the two training stages and stop after them,
+            rank 0 alone writes ``pipeline.json``, generates and evaluates.
     """
 
     source: str = "builtin"
@@ -96,12 +102,32 @@ class PipelineConfig:
     evaluation: StageSettings = field(default_factory=StageSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     parallel: bool = True
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether training runs in several processes (DDP)."""
+        return self.trainer.devices > 1 or self.trainer.num_nodes > 1
 
 
-def _stage_config(stage: str, settings: StageSettings, default: str | None = None) -> Any:
+def _rank() -> int:
+    """This process's global rank (0 unless Lightning or torchrun started it as another rank)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _stage_config(stage: str, settings: StageSettings, config: str | None = None,
+                  trainer: TrainerConfig | None = None) -> Any:
+    """The stage's config; ``trainer`` (the pipeline's) under the stage's own overrides."""
     from ramos import configs
+    from ramos.utils.config import to_dict
 
-    return configs.load(stage, settings.config if settings.config is not None else default, dict(settings.overrides))
+    # Only what the pipeline changes, so that a stage's own config file keeps its trainer section otherwise.
+    default = to_dict(TrainerConfig())
+    base = {} if trainer is None else {f"trainer.{k}": v for k, v in to_dict(trainer).items() if v != default[k]}
+    return configs.load(stage, settings.config if settings.config is not None else config,
+                        {**base, **dict(settings.overrides)})
 
 
 @dataclass
@@ -170,7 +196,8 @@ class Pipeline:
 
     def _record(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
         self.record["stages"][name] = entry
-        write_json(self.record_path, self.record)
+        if _rank() == 0:
+            write_json(self.record_path, self.record)
         log.info("stage %s: done in %.1f s", name, entry["seconds"])
         return entry
 
@@ -190,7 +217,9 @@ class Pipeline:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             for name, fn in bar:
                 bar.set_postfix_str(name)
-                if name == "pose_vae" and self.cfg.parallel and self._done(name) is None:
+                if _rank() != 0 and name in ("generate", "evaluate"):
+                    break  # a DDP rank other than 0: its part (the training stages) is done
+                if name == "pose_vae" and self.cfg.parallel and not self.cfg.distributed and self._done(name) is None:
                     log.info("stage pose_vae: starting in a second process")
                     side = pool.submit(_side_stage, self.cfg, self.out, name)
                     continue
@@ -227,15 +256,17 @@ class Pipeline:
     def motion_vae(self) -> dict[str, Any]:
         from ramos.stages.motion_vae.train import summary_line, train_motion_vae
 
-        cfg = _stage_config("motion_vae", self.cfg.motion_vae)
+        cfg = _stage_config("motion_vae", self.cfg.motion_vae, trainer=self.cfg.trainer)
         result = train_motion_vae(cfg, self.dataset_dir, self.out / "motion_vae", progress=self.progress)
+        if _rank() != 0:
+            return {"outputs": [result["checkpoint"]], "checkpoint": result["checkpoint"]}
         return {"outputs": [result["checkpoint"]], "checkpoint": result["checkpoint"],
                 "val": result["val"], "headline": summary_line(result).split(";")[0]}
 
     def motion_diffusion(self) -> dict[str, Any]:
         from ramos.stages.motion_diffusion import train_motion_diffusion
 
-        cfg = _stage_config("motion_diffusion", self.cfg.motion_diffusion)
+        cfg = _stage_config("motion_diffusion", self.cfg.motion_diffusion, trainer=self.cfg.trainer)
         vae = self.record["stages"]["motion_vae"]["checkpoint"]
         result = train_motion_diffusion(vae, self.dataset_dir, self.out / "diffusion", cfg, progress=self.progress)
         return {"outputs": [str(result.checkpoint)], "checkpoint": str(result.checkpoint),

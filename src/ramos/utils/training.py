@@ -7,6 +7,8 @@ import logging
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,6 +19,49 @@ from torch import nn
 from ramos.utils.spec import spec_of
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    """Where and how Lightning runs a stage's training: the ``trainer`` section of every stage config,
+    also set for all stages at once by ``ramos pipeline`` and ``ramos train`` (``--accelerator``,
+    ``--devices``, ``--strategy``, ``--precision``, ``--num-nodes``).
+
+    Attributes:
+        accelerator: ``cpu``, ``gpu`` (``cuda``), ``mps`` or ``auto`` (a GPU when there is one).
+        devices: processes per node (GPUs, or CPU processes with ``strategy: ddp``).
+        num_nodes: machines (Lightning reads the cluster from SLURM or torchrun's variables).
+        strategy: ``auto``, ``ddp`` (one process per device; on CPU its gloo backend), ``ddp_spawn``...
+        precision: ``32-true``, ``bf16-mixed`` (GPUs since Ampere), ``16-mixed``.
+    """
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+    def kwargs(self, routed: bool = False) -> dict[str, Any]:
+        """The ``lightning.Trainer`` keyword arguments. ``routed``: the module leaves some parameters
+        unused in a step (the motion networks route each window to its length range's branch), which
+        DDP must be told to look for."""
+        strategy = self.strategy
+        if routed and strategy == "ddp":
+            strategy = "ddp_find_unused_parameters_true"
+        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+                "strategy": strategy, "precision": self.precision}
+
+
+def save_final_checkpoint(trainer: L.Trainer, path: str | os.PathLike[str]) -> None:
+    """Save ``trainer``'s checkpoint at ``path`` atomically, from every rank at once: all ranks take
+    part in saving (a collective under DDP), rank 0 writes a temporary file and renames it into place."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    trainer.save_checkpoint(tmp)
+    if trainer.is_global_zero:
+        os.replace(tmp, final)
+    trainer.strategy.barrier()
 
 
 class NonFiniteLossError(FloatingPointError):

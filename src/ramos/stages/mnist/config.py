@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ramos.diffusion.schedule import NoiseConfig
+from ramos.utils.training import TrainerConfig as LightningTrainerConfig
 
 
 @dataclass
@@ -28,12 +29,9 @@ class DataConfig:
 
 
 @dataclass
-class TrainerConfig:
-    """Lightning Trainer settings shared by every stage (DDP: ``devices: 2, strategy: ddp``)."""
+class TrainerConfig(LightningTrainerConfig):
+    """Lightning Trainer settings shared by every MNIST stage (DDP: ``devices: 2, strategy: ddp``)."""
 
-    accelerator: str = "cpu"
-    devices: int = 1
-    strategy: str = "auto"
     log_every_n_steps: int = 50
     progress_bar: bool = True
 

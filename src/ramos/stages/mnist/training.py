@@ -33,7 +33,7 @@ from ramos.mnist.nets import BernoulliImageLoss, ConvDecoder, ConvEncoder, LeNet
 from ramos.stages.mnist.config import MnistConfig
 from ramos.utils.atomic import write_json
 from ramos.utils.config import ConfigError, to_dict
-from ramos.utils.training import SeedEachStep
+from ramos.utils.training import SeedEachStep, save_final_checkpoint
 from ramos.vae.module import VAEModule
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Run:
                  max_time_s: float | None = None, limit_val_batches: int | None = None) -> L.Trainer:
         t = self.cfg.trainer
         return L.Trainer(
-            accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+            **t.kwargs(),
             max_epochs=max_epochs if max_epochs is not None else -1,
             max_time=None if max_time_s is None else timedelta(seconds=max_time_s),
             logger=TensorBoardLogger(save_dir=str(self.out / "tb"), name=stage, version="", default_hp_metric=False),
@@ -143,11 +143,8 @@ class Run:
         start = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resumed else None, weights_only=True)
         seconds = time.perf_counter() - start
-        # All ranks take part in saving; rank 0 writes a temporary file and renames it into place.
-        tmp = final.with_name(f".{final.name}.tmp")
-        trainer.save_checkpoint(tmp)
+        save_final_checkpoint(trainer, final)
         if trainer.is_global_zero:
-            os.replace(tmp, final)
             # Of this invocation only: a stage resumed after an interruption reports its remaining part.
             write_json(self.stage_dir(stage) / "timing.json", {"seconds": seconds, "resumed": resumed})
         trainer.strategy.barrier()

@@ -36,7 +36,7 @@ from ramos.motion.rigid import rest_skeleton
 from ramos.motion.skeleton import Skeleton
 from ramos.utils.atomic import atomic_path, write_json
 from ramos.utils.config import save_config, to_dict
-from ramos.utils.training import RunReport
+from ramos.utils.training import RunReport, TrainerConfig, save_final_checkpoint
 from ramos.vae import VAEModule
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class MotionVAEConfig:
     net: NetConfig = field(default_factory=NetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 # --- construction ----------------------------------------------------------------------------------
@@ -261,13 +262,15 @@ def reconstruct(vae: VAEModule, windows: np.ndarray, lengths: np.ndarray, batch_
     """Posterior-mean reconstructions (N, W, J, 3) metres of ``windows`` with valid ``lengths``."""
     was_training = vae.training
     vae.eval()
+    device = next(vae.parameters()).device  # the GPU during a GPU run's validation
     out = np.empty(windows.shape, dtype=np.float32)
     w = windows.shape[1]
     for a in tqdm(range(0, len(windows), batch_size), desc="reconstruct", disable=not progress or None):
-        x = torch.as_tensor(np.asarray(windows[a:a + batch_size], dtype=np.float32))
-        mask = torch.arange(w)[None, :] < torch.as_tensor(lengths[a:a + batch_size])[:, None]
+        x = torch.as_tensor(np.asarray(windows[a:a + batch_size], dtype=np.float32), device=device)
+        mask = torch.arange(w, device=device)[None, :] < torch.as_tensor(lengths[a:a + batch_size],
+                                                                        device=device)[:, None]
         mu, _ = vae.encode(x, mask)
-        out[a:a + len(x)] = vae.decode(mu, mask).numpy()
+        out[a:a + len(x)] = vae.decode(mu, mask).float().cpu().numpy()
     vae.train(was_training)
     return out
 
@@ -334,7 +337,7 @@ class MotionVAEMonitor(L.Callback):
         from ramos.motion.render import render_grid
 
         logger = trainer.logger
-        if logger is None or not hasattr(logger.experiment, "add_image"):
+        if not trainer.is_global_zero or logger is None or not hasattr(logger.experiment, "add_image"):
             return
         idx = render_indices(self.data, self.n_render)
         gt = np.asarray(self.data.windows[idx], dtype=np.float32)
@@ -409,7 +412,7 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
         # Steps, not epochs: the run costs and trains the same whatever the data size (an epoch of a
         # 60-clip set is one step, one of HumanML3D hundreds); validation on a step interval too.
         max_steps=o.max_steps, max_epochs=-1,
-        max_time={"minutes": o.max_minutes} if o.max_minutes else None, accelerator="cpu", devices=1,
+        max_time={"minutes": o.max_minutes} if o.max_minutes else None, **cfg.trainer.kwargs(routed=True),
         logger=TensorBoardLogger(str(out), name="tb", version=""), default_root_dir=str(out),
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
         log_every_n_steps=min(10, o.val_every_n_steps), num_sanity_val_steps=0,
@@ -421,10 +424,11 @@ def train_motion_vae(cfg: MotionVAEConfig, dataset_dir: str | os.PathLike[str], 
     trainer.fit(vae, train_loader, val_loader)
     fit_seconds = time.perf_counter() - start
     ckpt = out / "motion_vae.ckpt"
-    with atomic_path(ckpt) as tmp:
-        trainer.save_checkpoint(tmp)
+    save_final_checkpoint(trainer, ckpt)
+    if not trainer.is_global_zero:  # under DDP the other ranks stop here; rank 0 evaluates and reports
+        return {"checkpoint": os.fspath(ckpt), "steps": trainer.global_step, "rank": trainer.global_rank}
     save_config(cfg, out / "config.yaml")
-    vae.eval()
+    vae = vae.cpu().eval()  # evaluation reads the data set's arrays on the CPU, whatever trained
     result: dict[str, Any] = {
         "dataset": os.fspath(dataset_dir), "checkpoint": os.fspath(ckpt), "config": to_dict(cfg),
         "epochs": trainer.current_epoch, "steps": trainer.global_step, "fit_seconds": round(fit_seconds, 1),
