@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -51,6 +50,7 @@ from ramos.motion.preprocess import (
 )
 from ramos.motion.rigid import make_rigid, rest_skeleton
 from ramos.motion.skeleton import HUMANML3D
+from ramos.motion.text import pos_tokens
 from ramos.utils.atomic import atomic_dir
 
 FPS = 20.0
@@ -58,36 +58,6 @@ MIN_SECONDS = 2.0
 MAX_SECONDS = 10.0
 LOOP_SECONDS = (2.0, 6.0)  # random length of a looped piece
 MARKER = "SAMPLE.json"
-
-_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-_POS = {
-    "DET": ("a", "an", "the", "his", "her", "their", "its", "this", "that", "each", "every", "both"),
-    "PRON": ("someone", "somebody", "he", "she", "they", "them", "themselves", "it", "itself"),
-    "ADP": ("with", "on", "onto", "to", "towards", "toward", "over", "in", "into", "from", "of", "at", "along",
-            "off", "above", "behind", "around", "for", "as", "after", "by", "through", "across", "like", "down",
-            "up"),
-    "CCONJ": ("and", "or", "but"),
-    "ADV": ("forward", "forwards", "backward", "backwards", "slowly", "quickly", "then", "back", "ahead",
-            "sideways", "straight", "slightly", "sharply", "gently", "hard", "wildly", "casually", "normally",
-            "fast", "first", "together", "about", "further", "overhead", "again", "low", "away"),
-    "ADJ": ("left", "right", "full", "whole", "big", "high", "tight", "lively", "normal", "steady", "moderate",
-            "easy", "sharp", "slight"),
-    "NUM": ("one", "two", "three"),
-}
-_POS_OF = {w: tag for tag, words in _POS.items() for w in words}
-
-
-def pos_tokens(caption: str) -> str:
-    """``word/POS`` tokens of a caption: a crude closed-class lookup (HumanML3D uses spaCy)."""
-    out = []
-    for word in _WORD.findall(caption.lower()):
-        tag = _POS_OF.get(word)
-        if tag is None:
-            # verbs in captions are mostly 3rd person or -ing forms; anything else is called a noun
-            tag = "VERB" if word.endswith(("ing", "ed")) or (word.endswith("s") and not word.endswith("ss")) else "NOUN"
-        out.append(f"{word}/{tag}")
-    return " ".join(out)
-
 
 def text_lines(captions: list[str]) -> str:
     """A texts/<id>.txt file: one ``caption#tokens#0.0#0.0`` line per caption (0.0#0.0: the whole motion)."""

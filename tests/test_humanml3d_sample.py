@@ -94,3 +94,24 @@ def test_existing_folder_is_not_replaced(sample: Path, tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="not a sample"):
         script.build(real, overwrite=True)
     assert (real / "new_joints").is_dir()
+
+
+def test_prepared_windows_keep_the_caption_tokens(sample: Path, tmp_path: Path) -> None:
+    """Each window carries its captions' word/POS tokens (what Guo et al.'s evaluator reads), aligned with
+    the captions; M files keep theirs (left and right swapped in both)."""
+    from ramos.motion.dataset import MotionDataset
+    from ramos.stages.data.prepare import load_prepare_config, prepare_dataset
+    from ramos.stages.evaluation.text_protocol import caption_tokens
+
+    cfg = load_prepare_config("humanml3d")
+    cfg.augment.min_train_windows = 0
+    prepare_dataset("humanml3d", tmp_path / "ds", cfg, root=sample, workers=1, progress=False)
+    data = MotionDataset(tmp_path / "ds")
+    for m in data.meta:
+        assert len(m["caption_tokens"]) == len(m["captions"])
+        for cap, tok in zip(m["captions"], m["caption_tokens"]):
+            assert [t.split("/")[0] for t in tok.split()] == re.findall(r"[a-z0-9]+(?:[-'][a-z0-9]+)*", cap.lower())
+    texts = sorted({c for m in data.meta for c in m["captions"]})
+    tokens, guessed = caption_tokens(data, texts)
+    assert guessed == 0 and all("/" in t for t in tokens)
+    assert any(m["mirrored"] for m in data.meta)  # the words check above held for the M files' swapped sides

@@ -26,6 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--retrieval", type=Path,
                    help="text-motion retrieval checkpoint for the text metrics (data sets with captions; default: "
                         "OUT/retrieval.ckpt, trained when absent)")
+    p.add_argument("--t2m-evaluator", type=Path, metavar="DIR",
+                   help="folder with Guo et al.'s text-motion evaluator (text_mot_match/model/finest.tar, meta/mean.npy "
+                        "and std.npy, the GloVe our_vab_* files): the text metrics in the papers' feature space "
+                        "instead of a retrieval model trained here (docs/evaluation.md says what compares)")
     add_config_args(p, "evaluation")
     p.add_argument("--n-per-label", type=int, help="generated motions per label")
     p.add_argument("--steps", type=int, help="sampling steps (default: each checkpoint's)")
@@ -48,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.diffusion, args.baseline, args.evaluator, args.retrieval):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
+    t2m = None
+    if args.t2m_evaluator is not None:
+        from ramos.commands._args import UserError
+        from ramos.stages.evaluation.t2m import T2MEvaluator, T2MEvaluatorError
+
+        try:
+            t2m = T2MEvaluator.load(args.t2m_evaluator)
+        except T2MEvaluatorError as exc:
+            raise UserError(str(exc)) from None
     data = MotionDataset(resolve_dataset(args.dataset))
     # A latent model gets two rows, its decoder's output and the same motions with planted feet.
     models = ({"latent": checkpoint_generator(args.diffusion, data.labels, cfg)} if is_raw_baseline(args.diffusion)
@@ -56,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         models["raw baseline"] = checkpoint_generator(args.baseline, data.labels, cfg)
     text_models = {} if is_raw_baseline(args.diffusion) else latent_text_generators(args.diffusion, cfg)
     results = evaluate(models, data, args.out, cfg, evaluator=args.evaluator, labels=args.labels,
-                       text_models=text_models, retrieval=args.retrieval)
+                       text_models=text_models, retrieval=args.retrieval, t2m=t2m)
     for name, m in results.get("models", {}).items():
         o = m["overall"]
         print(f"{name}: FID {o['fid']:.3f}  accuracy {o['accuracy']:.3f}  foot skating {o['foot_skating']:.3f}  "

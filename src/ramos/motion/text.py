@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -36,6 +37,39 @@ TEXT_DIM = 384
 MAX_PROMPT_TOKENS = 128
 """Longest prompt in word pieces. MiniLM was trained on sequences of up to 128 tokens (its limit is 256);
 HumanML3D's longest captions have about 70: a longer prompt is refused rather than silently cut."""
+
+
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_POS = {
+    "DET": ("a", "an", "the", "his", "her", "their", "its", "this", "that", "each", "every", "both"),
+    "PRON": ("someone", "somebody", "he", "she", "they", "them", "themselves", "it", "itself"),
+    "ADP": ("with", "on", "onto", "to", "towards", "toward", "over", "in", "into", "from", "of", "at", "along",
+            "off", "above", "behind", "around", "for", "as", "after", "by", "through", "across", "like", "down",
+            "up"),
+    "CCONJ": ("and", "or", "but"),
+    "ADV": ("forward", "forwards", "backward", "backwards", "slowly", "quickly", "then", "back", "ahead",
+            "sideways", "straight", "slightly", "sharply", "gently", "hard", "wildly", "casually", "normally",
+            "fast", "first", "together", "about", "further", "overhead", "again", "low", "away"),
+    "ADJ": ("left", "right", "full", "whole", "big", "high", "tight", "lively", "normal", "steady", "moderate",
+            "easy", "sharp", "slight"),
+    "NUM": ("one", "two", "three"),
+}
+_POS_OF = {w: tag for tag, words in _POS.items() for w in words}
+
+
+def pos_tokens(caption: str) -> str:
+    """``word/POS`` tokens of a caption in HumanML3D's format: a closed-class lookup, the rest called
+    verbs (-ing, -ed, -s) or nouns. A guess where no tokens came with the caption (HumanML3D tags with
+    spaCy); what Guo et al.'s evaluator reads (:mod:`ramos.stages.evaluation.t2m`)."""
+    out = []
+    for word in _WORD.findall(caption.lower()):
+        tag = _POS_OF.get(word)
+        if tag is None:
+            # verbs in captions are mostly 3rd person or -ing forms; anything else is called a noun
+            tag = "VERB" if word.endswith(("ing", "ed")) or (word.endswith("s") and not word.endswith("ss")) else "NOUN"
+        out.append(f"{word}/{tag}")
+    return " ".join(out)
+
 
 
 class PromptError(ValueError):

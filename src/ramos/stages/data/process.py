@@ -280,7 +280,9 @@ class ClipProcessor:
                     whole: bool) -> ClipWindows:
         cfg = self.cfg
         wins, lengths, metas = [], [], []
-        captions_m = None
+        captions_m = tokens_m = None
+        # HumanML3D's word/POS tokens, one string per caption: what Guo et al.'s text encoder reads.
+        tokens = list(clip.meta.get("caption_tokens") or [])
         segments = clip.meta.get("segments") or []
         annotated = bool(segments) or "raw_labels" in clip.meta
         for p, info in self._variants(clip, split, positions, whole):
@@ -297,6 +299,7 @@ class ClipProcessor:
                 lengths.append(length)
                 if info["mirrored"] and captions_m is None:
                     captions_m = [mirror_text(c) for c in clip.captions]
+                    tokens_m = [mirror_text(t) for t in tokens]
                 labels, raw = list(clip.labels), list(clip.meta.get("raw_labels", []))
                 if segments:
                     # Source time (s) of each valid frame of the window: through the part's offset,
@@ -316,6 +319,7 @@ class ClipProcessor:
                     "labels": labels,
                     **({"raw_labels": raw} if annotated else {}),
                     "captions": captions_m if info["mirrored"] else list(clip.captions),
+                    **({"caption_tokens": tokens_m if info["mirrored"] else tokens} if any(tokens) else {}),
                     "start": int(start), "piece_start": int(piece_start),
                     "piece_frames": int(positions.shape[0]),
                     "source_start_s": round(src_start / clip.fps, 4) if src_start else 0.0,

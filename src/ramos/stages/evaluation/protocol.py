@@ -45,6 +45,7 @@ from ramos.stages.evaluation.evaluator import (
 from ramos.stages.evaluation.report import LabelSets, PhysicsSets, write_report
 from ramos.stages.evaluation.retrieval import has_captions
 from ramos.stages.evaluation.scoring import PLANTED, REAL, physics, root_speed_distance, score_set
+from ramos.stages.evaluation.t2m import T2MEvaluator
 from ramos.stages.evaluation.text_protocol import TextGenerator, TextSets, run_text_protocol
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ def evaluate(models: dict[str, Generator], data: MotionDataset, out: str | os.Pa
              cfg: EvaluationConfig | None = None, evaluator: str | os.PathLike[str] | None = None,
              labels: Sequence[str] | None = None, progress: bool = True,
              text_models: dict[str, TextGenerator] | None = None, retrieval: str | os.PathLike[str] | None = None,
-             encoder: TextEncoder | None = None) -> dict[str, Any]:
+             encoder: TextEncoder | None = None, t2m: T2MEvaluator | None = None) -> dict[str, Any]:
     """Evaluate each model against real windows of ``data``; writes ``out/generation.md``,
     ``out/generation.json`` and the figures, and returns the results dictionary.
 
@@ -209,7 +210,8 @@ def evaluate(models: dict[str, Generator], data: MotionDataset, out: str | os.Pa
     When ``data`` has captions, the text-to-motion metrics
     (:func:`ramos.stages.evaluation.text_protocol.evaluate_text`) of real motions and of each of
     ``text_models`` go into ``results["text"]`` and the report; ``retrieval`` is the retrieval model's
-    checkpoint (None: ``out/retrieval.ckpt``, trained when absent), ``encoder`` the sentence encoder
+    checkpoint (None: ``out/retrieval.ckpt``, trained when absent; with ``t2m``, Guo et al.'s evaluator
+    (:class:`ramos.stages.evaluation.t2m.T2MEvaluator`), none is used), ``encoder`` the sentence encoder
     (None: the project's).
 
     When no label has training windows, the label protocol is skipped (``results["skipped"]`` says why,
@@ -241,7 +243,8 @@ def evaluate(models: dict[str, Generator], data: MotionDataset, out: str | os.Pa
             "label classifier to train (FID, diversity, multimodality, recognition accuracy, per-label physics)")}}
     text_sets: TextSets | None = None
     if captioned:
-        results["text"], text_sets = run_text_protocol(text_models, data, out, cfg, retrieval, encoder, progress)
+        results["text"], text_sets = run_text_protocol(text_models, data, out, cfg, retrieval, encoder, progress,
+                                                       t2m=t2m)
     elif text_models:
         log.warning("%s: no captions; the text models get no text metrics", data.path)
     physics_sets: PhysicsSets | None = None

@@ -245,14 +245,10 @@ def _text_section(text: dict[str, Any]) -> list[str]:
          f"{ref['windows_a']} windows ({ref['seconds_a']:.1f} s, {ref['distinct_captions_a']} distinct captions); "
          f"half B (FID reference): {ref['windows_b']}. Every model generated one motion per window of A from one of "
          "its captions (drawn at random), with its length; the `real` row is half A against its own captions."),
-        f"- Retrieval model (the feature space): trained in this project on this data set's captions "
-        f"({ret.get('train_windows', '?')} windows, {ret.get('train_captions', '?')} captions, {ret.get('steps', '?')} "
-        f"steps, {_fmt(ret.get('train_seconds'))} s), not Guo et al.'s pretrained evaluator: do not compare these "
-        "numbers with published ones. "
-        + (f"Real R-precision top-1/2/3 on held-out captioned windows ({held['windows']}, pool {held['pool']}): "
-           f"{_fmt(held['top1'])} / {_fmt(held['top2'])} / {_fmt(held['top3'])}." if "top1" in held else ""),
+        _feature_space_line(ret, held),
         f"- R-precision: own caption among {pool} (chance: {1 / pool:.3f} / {2 / pool:.3f} / {3 / pool:.3f}); "
-        "distances are Euclidean between unit embeddings (0 to 2). Multimodality: "
+        + ("distances are Euclidean between the evaluator's embeddings. " if ret.get("kind") == "t2m" else
+           "distances are Euclidean between unit embeddings (0 to 2). ") + "Multimodality: "
         f"{ref['mm_prompts']} prompts x {s['mm_per_prompt']} motions (real: windows sharing the caption). "
         f"Each value is the mean ± 95% interval over {s['repeats']} draws ({s['rounds']} generation round(s)"
         + (": the interval leaves out the sampling noise, and FID has none)." if s["rounds"] == 1 else ")."),
@@ -262,6 +258,24 @@ def _text_section(text: dict[str, Any]) -> list[str]:
         "",
         *_text_physics(text),
     ]
+
+
+def _feature_space_line(ret: dict[str, Any], held: dict[str, Any]) -> str:
+    """Which embedding the text metrics are measured in, and whether they compare with published numbers."""
+    if ret.get("kind") == "t2m":
+        guessed = ret.get("guessed_tokens", 0)
+        return (f"- Feature space: Guo et al. (2022)'s pretrained text-motion evaluator ({ret['files']['weights']}), "
+                "the one the papers' HumanML3D tables use. "
+                + (f"{guessed} of {ret['captions']} captions came without HumanML3D's word/POS tokens and were "
+                   "tagged by a guess: these numbers are not comparable with published ones. " if guessed else
+                   "Every caption had its HumanML3D tokens. ")
+                + "What else differs from the papers' protocol: docs/evaluation.md.")
+    return (f"- Retrieval model (the feature space): trained in this project on this data set's captions "
+            f"({ret.get('train_windows', '?')} windows, {ret.get('train_captions', '?')} captions, "
+            f"{ret.get('steps', '?')} steps, {_fmt(ret.get('train_seconds'))} s), not Guo et al.'s pretrained "
+            "evaluator (`--t2m-evaluator`): do not compare these numbers with published ones. "
+            + (f"Real R-precision top-1/2/3 on held-out captioned windows ({held['windows']}, pool {held['pool']}): "
+               f"{_fmt(held['top1'])} / {_fmt(held['top2'])} / {_fmt(held['top3'])}." if "top1" in held else ""))
 
 
 def _text_physics(text: dict[str, Any]) -> list[str]:

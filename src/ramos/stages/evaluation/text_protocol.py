@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ramos.motion.dataset import MotionDataset
-from ramos.motion.text import TextEncoder, prompt_table
+from ramos.motion.text import TextEncoder, pos_tokens, prompt_table
 from ramos.stages.evaluation.config import EvaluationConfig
 from ramos.stages.evaluation.retrieval import (
     caption_options,
@@ -47,6 +47,7 @@ from ramos.stages.evaluation.retrieval import (
     train_retrieval,
 )
 from ramos.stages.evaluation.scoring import PLANTED, REAL, physics, root_speed_distance
+from ramos.stages.evaluation.t2m import T2MEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +176,43 @@ def evaluate_text(models: dict[str, TextGenerator], data: MotionDataset, out: st
     return run_text_protocol(models, data, out, cfg, retrieval, encoder, progress)[0]
 
 
+def caption_tokens(data: MotionDataset, texts: Sequence[str]) -> tuple[list[str], int]:
+    """HumanML3D ``word/POS`` tokens of each of ``texts`` (the data set's prompts): the tokens that came
+    with the caption (``caption_tokens`` in the windows' meta), else a guess (:func:`pos_tokens`); and
+    how many were guessed."""
+    known: dict[str, str] = {}
+    for m in data.meta:
+        for cap, tok in zip(m.get("captions") or [], m.get("caption_tokens") or []):
+            if isinstance(cap, str) and isinstance(tok, str) and tok.strip():
+                known.setdefault(" ".join(cap.split()), tok)
+    out = [known.get(t) or pos_tokens(t) for t in texts]
+    return out, sum(t not in known for t in texts)
+
+
 def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out: str | os.PathLike[str],
                       cfg: EvaluationConfig | None = None, retrieval: str | os.PathLike[str] | None = None,
-                      encoder: TextEncoder | None = None, progress: bool = True) -> tuple[dict[str, Any], TextSets]:
-    """:func:`evaluate_text`, and the motions it scored (for the figures)."""
+                      encoder: TextEncoder | None = None, progress: bool = True,
+                      t2m: T2MEvaluator | None = None) -> tuple[dict[str, Any], TextSets]:
+    """:func:`evaluate_text`, and the motions it scored (for the figures). With ``t2m`` (Guo et al.'s
+    evaluator) the feature space is that evaluator's instead of a retrieval model trained here."""
     cfg = cfg or EvaluationConfig()
     tc = cfg.text
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    net, info = _retrieval_for(data, cfg, retrieval, out, encoder, progress)
     table = prompt_table(data, encoder)
+    embed: Callable[[Sequence[np.ndarray]], np.ndarray]
+    if t2m is not None:
+        tokens, guessed = caption_tokens(data, table.texts)
+        text_feats = t2m.embed_captions(tokens)
+        embed = t2m.embed_motions
+        info: dict[str, Any] = {"kind": "t2m", "files": t2m.files, "captions": len(tokens), "guessed_tokens": guessed}
+        if guessed:
+            log.warning("%d of %d captions have no HumanML3D tokens: tagged by a guess, so the numbers are not "
+                        "comparable with published ones", guessed, len(tokens))
+    else:
+        net, info = _retrieval_for(data, cfg, retrieval, out, encoder, progress)
+        text_feats = embed_texts(net, table.embeddings)
+        embed = lambda motions: embed_motions(net, motions)  # noqa: E731
     options = caption_options(data, table)
     split, why = choose_text_reference(data, options, cfg)
     ref = draw_text_reference(data, options, split, tc.n, cfg.seed, why)
@@ -195,8 +223,7 @@ def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out
     window = lambda i: np.asarray(data.windows[int(i)][: int(data.lengths[int(i)])], np.float32)
     real_a, real_b = [window(i) for i in ref.a], [window(i) for i in ref.b]
     frames_a = [len(m) for m in real_a]
-    feats_a, feats_b = embed_motions(net, real_a), embed_motions(net, real_b)
-    text_feats = embed_texts(net, table.embeddings)
+    feats_a, feats_b = embed(real_a), embed(real_b)
 
     # The captions asked: per generation round, one of each A window's captions.
     def captions(stream: int, r: int) -> np.ndarray:
@@ -234,7 +261,7 @@ def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out
     for t in mm_ids:
         having = [i for i in split_idx if t in options[i]]
         pick = rng.permutation(having)[: tc.mm_per_prompt]
-        real_groups.append(embed_motions(net, [window(i) for i in pick]))
+        real_groups.append(embed([window(i) for i in pick]))
     results: dict[str, Any] = {
         "reference": {"split": ref.split, "why": ref.why, "windows_a": len(ref.a), "windows_b": len(ref.b),
                       "seconds_a": float(sum(frames_a) / data.fps),
@@ -253,7 +280,7 @@ def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out
         for g, ids in enumerate(round_ids):
             prompts = [table.texts[int(t)] for t in ids]
             motions = _generate(name, gen, prompts, frames_a, cfg.seed + g)
-            feats.append(embed_motions(net, motions))
+            feats.append(embed(motions))
             pooled += motions
             if g == 0:
                 sets.motions[name], sets.prompts[name] = motions, prompts
@@ -263,7 +290,7 @@ def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out
         if mm_ids and tc.mm_per_prompt > 1:
             mm = _generate(name, gen, [table.texts[t] for t in mm_ids for _ in range(tc.mm_per_prompt)],
                            [f for f in mm_frames for _ in range(tc.mm_per_prompt)], cfg.seed + 7919)
-            groups = list(embed_motions(net, mm).reshape(len(mm_ids), tc.mm_per_prompt, -1))
+            groups = list(embed(mm).reshape(len(mm_ids), tc.mm_per_prompt, -1))
         results["models"][name] = score(feats, lambda r: round_ids[r % tc.rounds], groups)
         log.info("%s: text metrics of %d motions x %d round(s)", name, len(frames_a), tc.rounds)
     return results, sets
