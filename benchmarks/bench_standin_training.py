@@ -64,11 +64,13 @@ def curve(tb_dir: Path, tag: str) -> list[list[float]]:
     return [[round(e.wall_time - t0, 1), e.step, round(e.value, 4)] for e in acc.Scalars(tag)]
 
 
-def pipeline_overrides(stage: str) -> dict[str, Any]:
-    """The stage's overrides in the packaged ``humanml3d`` pipeline config."""
+def pipeline_overrides(stage: str, config: str) -> dict[str, Any]:
+    """The stage's overrides in the packaged ``humanml3d`` pipeline config (none for ``default``)."""
     from ramos import configs
 
-    cfg = configs.load("pipeline", "humanml3d", {})
+    if config == "default":
+        return {}
+    cfg = configs.load("pipeline", config, {})
     return dict(getattr(cfg, stage).overrides)
 
 
@@ -90,14 +92,18 @@ def main() -> None:
     parser.add_argument("--trainer", action="append", default=[], metavar="NAME=VALUE",
                         help="Lightning settings for both stages, e.g. accelerator=gpu precision=bf16-mixed")
     parser.add_argument("--skip-vae", action="store_true", help="reuse OUT/vae from an earlier run")
+    parser.add_argument("--config", choices=["humanml3d", "default"], default="humanml3d",
+                        help="the stages' settings: the humanml3d pipeline config's, or the stage defaults")
+    parser.add_argument("--distill-steps", type=int, default=0, help="guidance distillation steps (throughput)")
+    parser.add_argument("--decoder-steps", type=int, default=0, help="decoder tuning steps (throughput)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     ramos = [sys.executable, "-m", "ramos.cli"]
     trainer = [f"--{k.replace('_', '-')}={v}" for k, v in (t.split("=", 1) for t in args.trainer)]
-    results: dict[str, Any] = {"data": str(args.data), "windows": json.loads((args.data / "manifest.json").read_text())
-                               .get("windows")}
+    results: dict[str, Any] = {"data": str(args.data), "config": args.config,
+                               "counts": json.loads((args.data / "manifest.json").read_text()).get("counts")}
 
-    vae_over = {**pipeline_overrides("motion_vae"), "optim.max_steps": args.vae_steps, "optim.max_minutes": None,
+    vae_over = {**pipeline_overrides("motion_vae", args.config), "optim.max_steps": args.vae_steps, "optim.max_minutes": None,
                 "optim.val_every_n_steps": max(1, args.vae_steps // 6), "optim.render_every_n_steps": 0}
     vae_dir = args.out / "vae"
     if not args.skip_vae:
@@ -109,13 +115,13 @@ def main() -> None:
     results.setdefault("vae", {}).update({
         "steps": metrics["steps"], "fit_seconds": metrics["fit_seconds"], "batch_size": run.get("batch_size"),
         "steps_per_s": round(metrics["steps"] / metrics["fit_seconds"], 2),
-        "windows_per_s": round(metrics["steps"] * vae_over.get("optim.batch_size", 64) / metrics["fit_seconds"], 1),
+        "windows_per_s": round(metrics["steps"] * metrics["config"]["optim"]["batch_size"] / metrics["fit_seconds"], 1),
         "val_mpjpe_mm": round(metrics["val"]["mpjpe_mm"], 1),
         "curve_val_mpjpe_mm": curve(vae_dir / "tb", "val/mpjpe_mm"), "run": run})
 
-    diff_over = {**pipeline_overrides("motion_diffusion"), "steps": args.diffusion_steps,
+    diff_over = {**pipeline_overrides("motion_diffusion", args.config), "steps": args.diffusion_steps,
                  "val_every_n_steps": max(1, args.diffusion_steps // 6),
-                 "distill_steps": 0, "decoder_steps": 0}
+                 "distill_steps": args.distill_steps, "decoder_steps": args.decoder_steps}
     diff_dir = args.out / "diffusion"
     cmd = [*ramos, "train", "motion-diffusion", "--dataset", str(args.data), "--vae", str(vae_dir / "motion_vae.ckpt"),
            "--out", str(diff_dir), "--no-progress", *sets(diff_over), *[a for s in args.set_diffusion for a in ("--set", s)],
@@ -124,13 +130,18 @@ def main() -> None:
     summary = json.loads((diff_dir / "summary.json").read_text())
     train = summary["runs"]["train"]
     train["seconds"] = train.get("wall_seconds")
-    bs = diff_over.get("batch_size", 64)
+    bs = train["batch_size"]
     results["diffusion"].update({
         "steps": summary["steps"], "fit_seconds": train.get("seconds"), "prompts": summary["prompts"],
         "steps_per_s": round(summary["steps"] / train["seconds"], 2) if train.get("seconds") else None,
         "windows_per_s": round(summary["steps"] * bs / train["seconds"], 1) if train.get("seconds") else None,
-        "fixed_seconds": round(results["diffusion"]["seconds"] - (train.get("seconds") or 0), 1),
-        "curve_val_loss": curve(diff_dir / "tb", "val/loss"), "run": train})
+        # loading, latent caching, caption encoding (first run only: then cached), saving
+        "fixed_seconds": round(results["diffusion"]["seconds"] - sum(r.get("wall_seconds") or 0
+                                                                    for r in summary["runs"].values()), 1),
+        "curve_val_loss": curve(diff_dir / "tb", "val/loss"), "run": train,
+        "phases": {phase: {"steps": run["steps"], "seconds": run["wall_seconds"], "batch_size": run["batch_size"],
+                           "steps_per_s": round(run["steps"] / run["wall_seconds"], 2)}
+                   for phase, run in summary["runs"].items() if run.get("wall_seconds")}})
     results.update({"cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
                     "trainer": args.trainer, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
     from ramos.utils.atomic import write_json

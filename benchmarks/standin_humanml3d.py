@@ -226,10 +226,14 @@ def build(out: Path, clips: int, seed: int = 0, workers: int = 2, mirrored: bool
     with atomic_dir(out) as tmp:
         (tmp / "new_joints").mkdir()
         (tmp / "texts").mkdir()
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            jobs = [pool.submit(_write_range, str(tmp), a, b, seed, mirrored) for a, b in ranges]
-            for job in tqdm(jobs, desc="stand-in", unit=f"x{chunk} motions", disable=not sys.stderr.isatty()):
-                index += job.result()
+        if workers <= 1:  # in this process (also what a caller that imported this file by path needs)
+            for a, b in tqdm(ranges, desc="stand-in", unit=f"x{chunk} motions", disable=not sys.stderr.isatty()):
+                index += _write_range(str(tmp), a, b, seed, mirrored)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                jobs = [pool.submit(_write_range, str(tmp), a, b, seed, mirrored) for a, b in ranges]
+                for job in tqdm(jobs, desc="stand-in", unit=f"x{chunk} motions", disable=not sys.stderr.isatty()):
+                    index += job.result()
         splits: dict[str, list[str]] = {s: [] for s in SPLIT}
         for entry in index:
             splits[entry["split"]] += [entry["id"]] + ([f"M{entry['id']}"] if mirrored else [])

@@ -176,3 +176,25 @@ def test_motion_stages_train_with_two_gloo_processes_from_the_command_line(tmp_p
     assert summary["steps"] == 4 and summary["distill_steps"] == 2 and summary["decoder_steps"] == 2
     model = LatentDiffusionModule.load(tmp_path / "diff" / "last.ckpt")
     assert model.is_conditional
+
+
+def test_trainer_flags_reach_the_training_stages():
+    """--accelerator/--devices/--strategy/--precision of `ramos pipeline` and `ramos train` set the stages'
+    trainer; a stage's own trainer override wins over the pipeline's; the rest keeps the defaults."""
+    from ramos.cli import build_parser
+    from ramos.commands._args import load_stage_config, trainer_overrides
+    from ramos.stages.pipeline import StageSettings, _stage_config
+    from ramos.utils.training import TrainerConfig
+
+    args = build_parser().parse_args(["pipeline", "--devices", "2", "--strategy", "ddp", "--precision",
+                                      "bf16-mixed", "--accelerator", "gpu"])
+    cfg = load_stage_config("pipeline", args, trainer_overrides(args))
+    assert cfg.trainer == TrainerConfig(accelerator="gpu", devices=2, strategy="ddp", precision="bf16-mixed")
+    assert cfg.distributed
+    vae = _stage_config("motion_vae", StageSettings(overrides={"trainer.precision": "32-true"}), trainer=cfg.trainer)
+    assert (vae.trainer.devices, vae.trainer.strategy, vae.trainer.precision) == (2, "ddp", "32-true")
+    assert vae.trainer.kwargs(routed=True)["strategy"] == "ddp_find_unused_parameters_true"
+    args = build_parser().parse_args(["train", "motion-diffusion", "--vae", "v.ckpt", "--out", "o",
+                                      "--num-nodes", "2"])
+    diff = load_stage_config("motion_diffusion", args, trainer_overrides(args))
+    assert diff.trainer == TrainerConfig(num_nodes=2)
