@@ -81,6 +81,30 @@ def sets(overrides: dict[str, Any]) -> list[str]:
     return out
 
 
+def plot(results: dict[str, Any], path: Path) -> None:
+    """The two time-to-quality curves side by side (PNG)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.2), dpi=100)
+    for k, (stage, key, title, unit) in enumerate([
+            ("vae", "curve_val_mpjpe_mm", "motion VAE: validation MPJPE", "mm"),
+            ("diffusion", "curve_val_loss", "diffusion: validation loss", "loss")]):
+        ax = fig.add_subplot(1, 2, k + 1)
+        pts = results.get(stage, {}).get(key) or []
+        if pts:
+            ax.plot([p[0] / 60 for p in pts], [p[2] for p in pts], marker="o")
+            for t, step, v in pts[:: max(1, len(pts) // 3)]:
+                ax.annotate(f"{step + 1}", (t / 60, v), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("minutes of training (2 CPU cores)", fontsize=8)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("HumanML3D-sized stand-in: time to quality (labels: optimiser steps); the stand-in measures "
+                 "time, not quality", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the prepared stand-in (ramos data prepare)")
@@ -92,12 +116,16 @@ def main() -> None:
     parser.add_argument("--trainer", action="append", default=[], metavar="NAME=VALUE",
                         help="Lightning settings for both stages, e.g. accelerator=gpu precision=bf16-mixed")
     parser.add_argument("--skip-vae", action="store_true", help="reuse OUT/vae from an earlier run")
+    parser.add_argument("--replot", action="store_true", help="only redraw OUT/time_to_quality.png from the JSON")
     parser.add_argument("--config", choices=["humanml3d", "default"], default="humanml3d",
                         help="the stages' settings: the humanml3d pipeline config's, or the stage defaults")
     parser.add_argument("--distill-steps", type=int, default=0, help="guidance distillation steps (throughput)")
     parser.add_argument("--decoder-steps", type=int, default=0, help="decoder tuning steps (throughput)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        plot(json.loads((args.out / "bench_standin_training.json").read_text()), args.out / "time_to_quality.png")
+        return
     ramos = [sys.executable, "-m", "ramos.cli"]
     trainer = [f"--{k.replace('_', '-')}={v}" for k, v in (t.split("=", 1) for t in args.trainer)]
     results: dict[str, Any] = {"data": str(args.data), "config": args.config,
@@ -147,6 +175,7 @@ def main() -> None:
     from ramos.utils.atomic import write_json
 
     write_json(args.out / "bench_standin_training.json", results)
+    plot(results, args.out / "time_to_quality.png")
     v, d = results["vae"], results["diffusion"]
     print(f"motion VAE: {v['steps']} steps, {v['steps_per_s']} steps/s ({v['windows_per_s']} windows/s), "
           f"peak RSS {v.get('peak_rss_mb')} MB, val MPJPE {v['val_mpjpe_mm']} mm; diffusion: {d['steps']} steps, "

@@ -198,3 +198,19 @@ def test_trainer_flags_reach_the_training_stages():
                                       "--num-nodes", "2"])
     diff = load_stage_config("motion_diffusion", args, trainer_overrides(args))
     assert diff.trainer == TrainerConfig(num_nodes=2)
+
+
+@pytest.mark.slow
+def test_pipeline_with_two_gloo_processes(tmp_path):
+    """`ramos pipeline --devices 2 --strategy ddp`: rank 1 reruns the command, joins the two training
+    stages and stops; rank 0 alone records, generates, evaluates and prints the summary."""
+    out = tmp_path / "run"
+    run = _run_cli(tmp_path, ["pipeline", "--config", "tiny", "--devices", "2", "--strategy", "ddp", "--out", str(out),
+                              "--no-progress"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "distributed_backend=gloo" in run.stderr + run.stdout
+    assert run.stdout.count("pipeline finished in") == 1
+    record = json.loads((out / "pipeline.json").read_text())
+    assert list(record["stages"]) == ["data", "pose_vae", "motion_vae", "motion_diffusion", "generate", "evaluate"]
+    assert np.isfinite(record["stages"]["motion_vae"]["val"]["mpjpe_mm"])
+    assert (out / "reports" / "generation.md").is_file() and (out / "samples" / "index.json").is_file()

@@ -50,5 +50,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_pipeline(cfg, args.out, progress=not args.no_progress)
     except PipelineError as exc:
         raise UserError(str(exc)) from None
-    print(result.summary())
+    from ramos.utils.training import global_rank
+
+    if global_rank() == 0:  # under DDP the other ranks only trained
+        print(result.summary())
     return 0

@@ -40,7 +40,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -56,7 +55,7 @@ from ramos.motion.text import ENCODER, TEXT_DIM, PromptTable, prompt_table
 from ramos.utils.atomic import write_json
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
 from ramos.utils.config import save_config
-from ramos.utils.training import RunReport, SeedEachStep, TrainerConfig, save_final_checkpoint
+from ramos.utils.training import RunReport, SeedEachStep, TrainerConfig, global_rank, save_final_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -568,7 +567,7 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     tuned = cfg.decoder_steps > 0 and _tune_decoder(model, dm, out_dir, cfg, progress, metrics, runs)
     seconds = time.perf_counter() - start
     final = out_dir / "last.ckpt"
-    if rank_zero_only.rank != 0:  # under DDP the other ranks stop here; rank 0 writes the model
+    if global_rank() != 0:  # under DDP the other ranks stop here; rank 0 writes the model
         return TrainResult(final, seconds, steps, None)
     model = model.cpu()
     model.save(final)

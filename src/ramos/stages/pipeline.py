@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ramos.utils.atomic import write_json
-from ramos.utils.training import TrainerConfig
+from ramos.utils.training import TrainerConfig, global_rank
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,6 @@ class PipelineConfig:
         return self.trainer.devices > 1 or self.trainer.num_nodes > 1
 
 
-def _rank() -> int:
-    """This process's global rank (0 unless Lightning or torchrun started it as another rank)."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0) or 0)
-
-
 def _stage_config(stage: str, settings: StageSettings, config: str | None = None,
                   trainer: TrainerConfig | None = None) -> Any:
     """The stage's config; ``trainer`` (the pipeline's) under the stage's own overrides."""
@@ -196,7 +189,7 @@ class Pipeline:
 
     def _record(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
         self.record["stages"][name] = entry
-        if _rank() == 0:
+        if global_rank() == 0:
             write_json(self.record_path, self.record)
         log.info("stage %s: done in %.1f s", name, entry["seconds"])
         return entry
@@ -217,7 +210,7 @@ class Pipeline:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             for name, fn in bar:
                 bar.set_postfix_str(name)
-                if _rank() != 0 and name in ("generate", "evaluate"):
+                if global_rank() != 0 and name in ("generate", "evaluate"):
                     break  # a DDP rank other than 0: its part (the training stages) is done
                 if name == "pose_vae" and self.cfg.parallel and not self.cfg.distributed and self._done(name) is None:
                     log.info("stage pose_vae: starting in a second process")
@@ -258,7 +251,7 @@ class Pipeline:
 
         cfg = _stage_config("motion_vae", self.cfg.motion_vae, trainer=self.cfg.trainer)
         result = train_motion_vae(cfg, self.dataset_dir, self.out / "motion_vae", progress=self.progress)
-        if _rank() != 0:
+        if global_rank() != 0:
             return {"outputs": [result["checkpoint"]], "checkpoint": result["checkpoint"]}
         return {"outputs": [result["checkpoint"]], "checkpoint": result["checkpoint"],
                 "val": result["val"], "headline": summary_line(result).split(";")[0]}

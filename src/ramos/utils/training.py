@@ -52,6 +52,14 @@ class TrainerConfig:
                 "strategy": strategy, "precision": self.precision}
 
 
+def global_rank() -> int:
+    """This process's rank among the training processes (0 unless Lightning's DDP launcher, torchrun or
+    SLURM started it as another rank): code that writes results runs on rank 0 only."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
 def save_final_checkpoint(trainer: L.Trainer, path: str | os.PathLike[str]) -> None:
     """Save ``trainer``'s checkpoint at ``path`` atomically, from every rank at once: all ranks take
     part in saving (a collective under DDP), rank 0 writes a temporary file and renames it into place."""
