@@ -17,6 +17,7 @@ import ramos.stages.evaluation as E
 from ramos.motion import hml263
 from ramos.stages.evaluation.t2m import (
     MotionEncoderBiGRUCo,
+    POS_CLASSES,
     MovementConvEncoder,
     T2MEvaluator,
     T2MEvaluatorError,
@@ -83,7 +84,7 @@ def test_tokens_follow_t2m(evaluator_dir):
     ev = T2MEvaluator.load(evaluator_dir)
     words, pos, n = ev.token_inputs("a/DET person/NOUN walks/VERB left/ADJ slowly/ADV zebra/NOUN")
     assert n == 8 and words.shape == (22, 300) and pos.shape == (22, 15)
-    tag = lambda k: E.t2m.POS_CLASSES[int(pos[k].argmax())]  # noqa: E731
+    tag = lambda k: POS_CLASSES[int(pos[k].argmax())]
     assert [tag(k) for k in range(8)] == ["OTHER", "DET", "NOUN", "VERB", "Loc_VIP", "Desc_VIP", "OTHER", "OTHER"]
     assert np.allclose(words[6], ev.words["unk"]) and np.allclose(words[7], ev.words["eos"])  # unknown word, eos
     assert np.allclose(words[8:], ev.words["unk"])  # padding

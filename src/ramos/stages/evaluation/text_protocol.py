@@ -212,7 +212,7 @@ def run_text_protocol(models: dict[str, TextGenerator], data: MotionDataset, out
     else:
         net, info = _retrieval_for(data, cfg, retrieval, out, encoder, progress)
         text_feats = embed_texts(net, table.embeddings)
-        embed = lambda motions: embed_motions(net, motions)  # noqa: E731
+        embed = lambda motions: embed_motions(net, motions)
     options = caption_options(data, table)
     split, why = choose_text_reference(data, options, cfg)
     ref = draw_text_reference(data, options, split, tc.n, cfg.seed, why)
