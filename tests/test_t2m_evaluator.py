@@ -16,8 +16,8 @@ from test_retrieval import FakeEncoder, garbage, oracle, write_captioned_dataset
 import ramos.stages.evaluation as E
 from ramos.motion import hml263
 from ramos.stages.evaluation.t2m import (
-    MotionEncoderBiGRUCo,
     POS_CLASSES,
+    MotionEncoderBiGRUCo,
     MovementConvEncoder,
     T2MEvaluator,
     T2MEvaluatorError,
