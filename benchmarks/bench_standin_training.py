@@ -26,13 +26,12 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_prepare import _descendants, _memory_kib  # noqa: E402
+from bench_prepare import _descendants, _memory_kib
 
 
 def run_measured(cmd: list[str], log_path: Path) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def motion(index: int, seed: int) -> tuple[np.ndarray, list[str], dict]:
 
     rng = np.random.default_rng([seed, index])
     lib = library()
-    frames = int(round(rng.uniform(*SECONDS) * FPS))
+    frames = round(rng.uniform(*SECONDS) * FPS)
     n_parts = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
     parts, x, starts = [], None, []
     while x is None or len(x) < frames:
@@ -164,7 +164,7 @@ def motion(index: int, seed: int) -> tuple[np.ndarray, list[str], dict]:
         starts.append(0 if x is None else len(x))
         x = piece if x is None else _join(x, piece)
         order = rng.permutation(len(src["captions"]))[:3]
-        parts.append({"clip": src["id"], "speed": round(speed, 3), "frames": int(len(piece)),
+        parts.append({"clip": src["id"], "speed": round(speed, 3), "frames": len(piece),
                       "captions": [src["captions"][i] for i in order]})
     if len(parts) > 1 and starts[-1] > frames - FPS and starts[-1] >= SECONDS[0] * FPS:
         # the last part would show for under a second: end before it instead of captioning it

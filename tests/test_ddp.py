@@ -28,6 +28,18 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+def _run_script(tmp_path, name: str, text: str, args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``text`` as the script ``tmp_path/name`` with ``args``: Lightning's DDP launcher reruns the
+    script file for rank 1, so each stage is driven by a real file."""
+    script = tmp_path / name
+    script.write_text(text)
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env, capture_output=True,
+                          check=False, text=True, timeout=400)
+
+
 @pytest.mark.slow
 def test_vae_stage_trains_with_two_gloo_processes(tmp_path):
     rng = np.random.default_rng(0)
@@ -35,16 +47,10 @@ def test_vae_stage_trains_with_two_gloo_processes(tmp_path):
     for prefix, n in (("train", 96), ("t10k", 8)):
         write_idx(data / f"{prefix}-images-idx3-ubyte", (rng.random((n, 28, 28)) ** 3 * 255).astype(np.uint8))
         write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
-    script = tmp_path / "train_ddp.py"
-    script.write_text(SCRIPT)
     overrides = {"data.data_dir": str(data), "data.limit": None, "data.val_size": 32, "vae.batch_size": 16,
                  "vae.epochs": 2, "vae.channels": [8, 16], "vae.hidden": 32, "threads": 1,
                  "trainer.devices": 2, "trainer.strategy": "ddp", "trainer.progress_bar": False}
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "out"), json.dumps(overrides)],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = _run_script(tmp_path, "train_ddp.py", SCRIPT, [str(tmp_path / "out"), json.dumps(overrides)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr + result.stdout
     final = tmp_path / "out" / "vae" / "vae.ckpt"
@@ -109,14 +115,8 @@ def test_guidance_distillation_and_decoder_tuning_train_with_two_gloo_processes(
     has gradients to synchronise."""
     from ramos.diffusion import LatentDiffusionModule
 
-    script = tmp_path / "distill_ddp.py"
-    script.write_text(DISTILL_SCRIPT)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
     out = tmp_path / "distilled.ckpt"
-    result = subprocess.run([sys.executable, str(script), str(out)], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = _run_script(tmp_path, "distill_ddp.py", DISTILL_SCRIPT, [str(out)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stderr + result.stdout
     module = LatentDiffusionModule.load(out)
@@ -133,14 +133,8 @@ CLI_SCRIPT = textwrap.dedent("""
 
 
 def _run_cli(tmp_path, args: list[str]) -> subprocess.CompletedProcess:
-    """``ramos ARGS`` from a script file, as Lightning's DDP launcher reruns it for rank 1."""
-    script = tmp_path / "ramos_cli.py"
-    script.write_text(CLI_SCRIPT)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(src), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env, capture_output=True, check=False,
-                          text=True, timeout=400)
+    """``ramos ARGS`` from a script file."""
+    return _run_script(tmp_path, "ramos_cli.py", CLI_SCRIPT, args)
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@ contacts and root terms where they must be, clear errors."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -77,14 +79,14 @@ def test_rotations_reproduce_the_joints_by_forward_kinematics():
     fk[:, 0] = pos[:, 0]
     for chain in hml263.T2M_CHAINS:
         rot = root
-        for a, b in zip(chain[:-1], chain[1:]):
+        for a, b in pairwise(chain):
             rot = rot @ local[:, b - 1]
             fk[:, b] = rot @ offsets[b] + fk[:, a]
     assert (fk - pos).norm(dim=-1).max() < 1e-4
 
 
 def test_root_height_contacts_and_velocities():
-    name, x = next((n, p) for n, p in _clips() if n == "humanoid3d_walk")
+    x = next(p for n, p in _clips() if n == "humanoid3d_walk")
     x = loop_clip(x, hml263.FPS, 4.0, HUMANML3D)
     f = hml263.features(x)
     canon = normalize(x, HUMANML3D)
@@ -100,7 +102,7 @@ def test_root_height_contacts_and_velocities():
 
 
 def test_uniform_skeleton_takes_the_target_bones():
-    name, x = next((n, p) for n, p in _clips() if n == "humanoid3d_run")
+    x = next(p for n, p in _clips() if n == "humanoid3d_run")
     target = hml263.T2M_RAW_OFFSETS * np.linspace(0.05, 0.3, 22, dtype=np.float32)[:, None]
     out = hml263.uniform_skeleton(x, target)
     parents = [max(p, 0) for p in HUMANML3D.parents]

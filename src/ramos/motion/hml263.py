@@ -45,6 +45,8 @@ motion 000021, part of the licensed data: pass them from the user's copy).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
@@ -146,7 +148,7 @@ def _local_rotations(joints: Tensor, root: Tensor) -> Tensor:
     quats[:, 0] = root
     for chain in T2M_CHAINS:
         parent = root
-        for a, b in zip(chain[:-1], chain[1:]):
+        for a, b in pairwise(chain):
             bone = joints[:, b] - joints[:, a]
             arc = _qbetween(raw[b].expand_as(bone), bone / bone.norm(dim=-1, keepdim=True))
             local = _qmul(_qinv(parent), arc)
@@ -172,7 +174,7 @@ def uniform_skeleton(positions: np.ndarray, target_offsets: np.ndarray) -> np.nd
     offsets = _t(tgt)
     for chain in T2M_CHAINS:
         rot = quats[:, 0]
-        for a, b in zip(chain[:-1], chain[1:]):
+        for a, b in pairwise(chain):
             rot = _qmul(rot, quats[:, b])
             out[:, b] = _qrot(rot, offsets[b].expand(len(x), 3)) + out[:, a]
     return out.numpy()
@@ -181,7 +183,7 @@ def uniform_skeleton(positions: np.ndarray, target_offsets: np.ndarray) -> np.nd
 def _parents() -> list[int]:
     parents = [-1] * NUM_JOINTS
     for chain in T2M_CHAINS:
-        for a, b in zip(chain[:-1], chain[1:]):
+        for a, b in pairwise(chain):
             parents[b] = a
     return parents
 
