@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=None, help="Composer guidance (default: the checkpoint's)")
     ap.add_argument("--tail-s", type=float, default=None, help="Composer tail_s (default: its own)")
     ap.add_argument("--methods", default="context,inertialize")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON to write (default: %(default)s)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     run = Path(args.pipeline)
@@ -212,7 +213,7 @@ def main() -> None:
     print(f"in-betweening ({len(gen_parts)} x 4 s): decoder error at the given frames {ib['mean_error_at_given_frames_m'] * 100:.1f} cm "
           f"mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm; 0 in the output), skating {ib['skating']:.3f} "
           f"(real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} (real {ib['jitter_real']:.0f}) m/s^3")
-    write_json(RESULTS, out)
+    write_json(args.results, out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ with HumanML3D's 80/5/15 split, the ``M`` mirrors, 3 captions per motion) and si
   random phase when cyclic) played 0.8-1.25x as fast;
 - consecutive parts joined by a generated transition: the next part is turned to the facing and
   placed at the position the previous one reaches, and the pose difference is decayed over
-  0.5 s (``ramos.motion.compose.inertialize``);
+  0.5 s (``ramos.motion.compose.join_motions``);
 - its path bent by a random yaw rate (up to 20 deg/s), small smooth noise on every bone's
   direction, then put back on the first part's captured skeleton (``make_rigid``: constant bone
   lengths) and normalised as HumanML3D does (floor at y = 0, first frame at the origin facing +z);
@@ -85,21 +85,6 @@ def _part(src: dict, seconds: float, speed: float, rng: np.random.Generator) -> 
     return loop_clip(x, FPS, max(seconds, 2 * BLEND_FRAMES / FPS), HUMANML3D, cycle, phase)
 
 
-def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``b`` after ``a``: turned to ``a``'s last facing, placed one step on, the pose difference decayed."""
-    from ramos.motion.compose import inertialize
-    from ramos.motion.preprocess import facing_direction, rotate_yaw
-    from ramos.motion.skeleton import HUMANML3D
-
-    fa, fb = facing_direction(a[-1], HUMANML3D), facing_direction(b[0], HUMANML3D)
-    turn = math.degrees(math.atan2(fa[0], fa[2]) - math.atan2(fb[0], fb[2]))
-    b = rotate_yaw(b, turn, HUMANML3D)
-    root = HUMANML3D.root
-    target = a[-1, root, [0, 2]] + (a[-1, root, [0, 2]] - a[-2, root, [0, 2]])
-    b[..., [0, 2]] += target - b[0, root, [0, 2]]
-    return np.concatenate([a, inertialize(b, a[-3:], BLEND_FRAMES)])
-
-
 def _bend(x: np.ndarray, rate_deg: float) -> np.ndarray:
     """The path turned by ``rate_deg`` per second: each step of the root and each pose rotated by the
     heading change so far (a curved walk, not a whole-body spin about the origin)."""
@@ -145,6 +130,7 @@ def _caption(parts: list[dict], k: int, connectors: list[str]) -> str:
 
 def motion(index: int, seed: int) -> tuple[np.ndarray, list[str], dict]:
     """Motion ``index`` of the stand-in: positions (T, 22, 3) float32, its 3 captions, where it comes from."""
+    from ramos.motion.compose import join_motions
     from ramos.motion.preprocess import normalize
     from ramos.motion.rigid import make_rigid
     from ramos.motion.skeleton import HUMANML3D
@@ -162,7 +148,7 @@ def motion(index: int, seed: int) -> tuple[np.ndarray, list[str], dict]:
         piece = _part(src, share, speed, rng)
         piece[..., 1] -= piece[..., 1].min()
         starts.append(0 if x is None else len(x))
-        x = piece if x is None else _join(x, piece)
+        x = piece if x is None else join_motions(x, piece, BLEND_FRAMES)
         order = rng.permutation(len(src["captions"]))[:3]
         parts.append({"clip": src["id"], "speed": round(speed, 3), "frames": len(piece),
                       "captions": [src["captions"][i] for i in order]})

@@ -213,3 +213,23 @@ def test_cli_bad_long_motion_inputs_exit_non_zero_without_output(trained, tmp_pa
     assert _cli("--checkpoint", str(trained[1]), *args, "--out", str(tmp_path / "out")) != 0
     err = capsys.readouterr().err
     assert message in err and not (tmp_path / "out").exists()
+
+
+def test_join_motions_continues_the_first_and_ends_as_the_second(real):
+    from ramos.motion.compose import join_motions
+    from ramos.motion.preprocess import facing_direction, rotate_yaw
+    from ramos.motion.skeleton import HUMANML3D
+
+    a = real[:20]
+    b = rotate_yaw(real[20:], 120.0, HUMANML3D)
+    b[..., [0, 2]] += 3.0  # far away and turned: the join must bring it to where `a` ends
+    j = join_motions(a, b, 10)
+    assert j.shape == (40, 22, 3) and np.array_equal(j[:20], a)
+    steps = np.linalg.norm(np.diff(j[:, 0, [0, 2]], axis=0), axis=-1)
+    assert steps[19] < 2 * steps[:19].max() + 1e-3  # no jump at the join
+    fa, fj = facing_direction(a[-1], HUMANML3D), facing_direction(j[20], HUMANML3D)
+    assert float(fa @ fj) > 0.9
+    # after the blend, the pose is the second motion's own (distances between joints unchanged)
+    dist = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)
+    assert np.allclose(dist(j[-1]), dist(b[-1]), atol=1e-4)
+

@@ -41,8 +41,9 @@ import torch
 
 from ramos.diffusion import SamplingConfig
 from ramos.motion.generate import GenerationError, MotionGenerator
-from ramos.motion.preprocess import facing_direction
+from ramos.motion.preprocess import facing_direction, rotate_yaw
 from ramos.motion.rigid import make_rigid
+from ramos.motion.skeleton import HUMANML3D, Skeleton
 from ramos.motion.text import label_prompt
 
 BLEND_S = 1.0
@@ -195,6 +196,19 @@ def inertialize(new: np.ndarray, before: np.ndarray, length: int) -> np.ndarray:
     t = (np.arange(n, dtype=np.float64) / n)[:, None, None]
     out[:n] += (x0 + v * t + 0.5 * acc * t ** 2 + c3 * t ** 3 + c4 * t ** 4 + c5 * t ** 5).astype(np.float32)
     return out
+
+
+def join_motions(a: np.ndarray, b: np.ndarray, blend: int, skeleton: Skeleton = HUMANML3D) -> np.ndarray:
+    """``b`` (T_b, J, 3) played after ``a`` (T_a >= 3 frames): ``b`` turned to ``a``'s last facing, its
+    first root put one step (``a``'s last) on from ``a``'s last root, and the pose difference decayed
+    over ``blend`` frames (:func:`inertialize`): a transition between two clips, not a cut."""
+    fa, fb = facing_direction(a[-1], skeleton), facing_direction(b[0], skeleton)
+    turn = math.degrees(math.atan2(fa[0], fa[2]) - math.atan2(fb[0], fb[2]))
+    b = rotate_yaw(b, turn, skeleton)
+    root = skeleton.root
+    target = a[-1, root, [0, 2]] + (a[-1, root, [0, 2]] - a[-2, root, [0, 2]])
+    b[..., [0, 2]] += target - b[0, root, [0, 2]]
+    return np.concatenate([np.asarray(a, np.float32), inertialize(b, a[-3:], blend)])
 
 
 def _blend_offsets(x: np.ndarray, delta: np.ndarray, length: int) -> np.ndarray:
