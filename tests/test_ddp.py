@@ -208,3 +208,15 @@ def test_pipeline_with_two_gloo_processes(tmp_path):
     assert list(record["stages"]) == ["data", "pose_vae", "motion_vae", "motion_diffusion", "generate", "evaluate"]
     assert np.isfinite(record["stages"]["motion_vae"]["val"]["mpjpe_mm"])
     assert (out / "reports" / "generation.md").is_file() and (out / "samples" / "index.json").is_file()
+
+
+def test_bad_trainer_settings_are_one_line_errors_before_any_work(tmp_path, capsys):
+    from ramos.cli import main
+
+    for flag, value, needle in (("--strategy", "nonsense", "trainer.strategy: 'nonsense'"),
+                                ("--precision", "bogus", "trainer.precision: 'bogus'"),
+                                ("--devices", "0", "trainer.devices: 0")):
+        assert main(["train", "motion-vae", flag, value, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()

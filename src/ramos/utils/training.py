@@ -41,6 +41,28 @@ class TrainerConfig:
     strategy: str = "auto"
     precision: str = "32-true"
 
+    def __post_init__(self) -> None:
+        # Checked here, so that a typo is a one-line error before any data is read, not a
+        # traceback from inside Lightning once the stage has loaded everything.
+        import typing
+
+        from lightning.fabric.connector import _PRECISION_INPUT_STR
+        from lightning.pytorch.accelerators import AcceleratorRegistry
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        from ramos.utils.config import ConfigError
+
+        choices = {"accelerator": {"auto", "gpu", *AcceleratorRegistry.available_accelerators()},
+                   "strategy": {"auto", *StrategyRegistry.available_strategies()},
+                   "precision": {*typing.get_args(_PRECISION_INPUT_STR), "32", "16", "bf16", "64"}}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"trainer.{name}: {getattr(self, name)!r} is not one of Lightning's "
+                                  f"({', '.join(sorted(map(str, allowed)))})")
+        for name in ("devices", "num_nodes"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"trainer.{name}: {getattr(self, name)!r}, expected a whole number >= 1")
+
     def kwargs(self, routed: bool = False) -> dict[str, Any]:
         """The ``lightning.Trainer`` keyword arguments. ``routed``: the module leaves some parameters
         unused in a step (the motion networks route each window to its length range's branch), which
