@@ -249,7 +249,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.clips < 1:
         parser.error("--clips must be positive")
-    summary = build(args.out, args.clips, args.seed, args.workers, not args.no_mirror, args.force)
+    try:
+        summary = build(args.out, args.clips, args.seed, args.workers, not args.no_mirror, args.force)
+    except FileExistsError as exc:
+        parser.error(str(exc))
     print(json.dumps(summary))
 
 
