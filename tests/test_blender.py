@@ -6,12 +6,11 @@ embedded clips and a pipeline's generated motions: ``python benchmarks/bench_ble
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from ramos.motion.export import save_bvh
 from ramos.motion.io.builtin import load_all
@@ -21,14 +20,10 @@ from ramos.motion.skeleton import HUMANML3D
 pytestmark = pytest.mark.skipif(shutil.which("blender") is None,
                                 reason="Blender is not installed (apt-get install blender python3-numpy)")
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_blender_bvh.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_blender_bvh", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_blender_bvh.py")
 
 
 def test_blender_imports_a_real_clip_exactly(tmp_path):

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from ramos.motion.io import READERS, builtin
 from ramos.motion.preprocess import mirror, mirror_text
 from ramos.motion.skeleton import HUMANML3D as S
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_humanml3d_sample.py"
 LINE = re.compile(r"^[^#]+#[^\s#/]+/[A-Z]+( [^\s#/]+/[A-Z]+)*#0\.0#0\.0$")  # caption#tok/POS tok/POS#0.0#0.0
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_humanml3d_sample", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_humanml3d_sample.py")
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ data sets without labels (HumanML3D: captions only; BVH: neither)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from ramos.cli import main
 from ramos.motion.io.bvh import read_bvh
@@ -51,16 +51,12 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
 
 
 # --- data sets without labels ----------------------------------------------------------------------
-SAMPLE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_humanml3d_sample.py"
 
 
 @pytest.fixture(scope="module")
 def humanml3d_sample(tmp_path_factory) -> Path:
     """A small real HumanML3D-layout folder (captions, no labels) cut from the embedded clips."""
-    spec = importlib.util.spec_from_file_location("make_humanml3d_sample", SAMPLE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(tmp_path_factory.mktemp("h3d") / "HumanML3D", seed=0)
+    return load_script("scripts/make_humanml3d_sample.py").build(tmp_path_factory.mktemp("h3d") / "HumanML3D", seed=0)
 
 
 def _physics_columns(markdown: str) -> None:

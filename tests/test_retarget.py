@@ -306,13 +306,9 @@ def test_retarget_rejects_bad_motions(rig_files):
 # --- Blender -----------------------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("blender") is None, reason="Blender is not installed")
 def test_blender_reads_the_retargeted_file_as_our_reader_does(tmp_path, rig_files, motions):
-    import importlib.util
-    from pathlib import Path
+    from repo_scripts import load_script
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_blender_bvh.py"
-    spec = importlib.util.spec_from_file_location("bench_blender_bvh", bench)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_blender_bvh.py")
     for key in RIGS:
         rig = load_target(rig_files[key])
         path = save_retargeted_bvh(motions["humanoid3d_walk"], tmp_path / f"{key}.bvh", rig)

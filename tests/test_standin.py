@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
 from ramos.motion.io import READERS
 from ramos.motion.skeleton import HUMANML3D
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "standin_humanml3d.py"
 LINE = re.compile(r"^[^#]+#[^\s#/]+/[A-Z]+( [^\s#/]+/[A-Z]+)*#0\.0#0\.0$")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("standin_humanml3d", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/standin_humanml3d.py")
 
 
 @pytest.fixture(scope="module")
