@@ -52,6 +52,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor
 
+from ramos.motion.skeleton import HUMANML3D
+
 DIM = 263
 NUM_JOINTS = 22
 FPS = 20.0
@@ -161,7 +163,7 @@ def uniform_skeleton(positions: np.ndarray, target_offsets: np.ndarray) -> np.nd
     """``positions`` (T, 22, 3) retargeted to the skeleton of ``target_offsets`` (22, 3), root path
     scaled by the ratio of leg lengths (HumanML3D's ``uniform_skeleton``)."""
     x = _t(positions)
-    parents = _parents()
+    parents = HUMANML3D.parents  # T2M's kinematic chains give the same tree
     src = np.zeros_like(T2M_RAW_OFFSETS)
     for j in range(1, NUM_JOINTS):
         src[j] = T2M_RAW_OFFSETS[j] * np.linalg.norm(positions[0, j] - positions[0, parents[j]])
@@ -178,14 +180,6 @@ def uniform_skeleton(positions: np.ndarray, target_offsets: np.ndarray) -> np.nd
             rot = _qmul(rot, quats[:, b])
             out[:, b] = _qrot(rot, offsets[b].expand(len(x), 3)) + out[:, a]
     return out.numpy()
-
-
-def _parents() -> list[int]:
-    parents = [-1] * NUM_JOINTS
-    for chain in T2M_CHAINS:
-        for a, b in pairwise(chain):
-            parents[b] = a
-    return parents
 
 
 # --- the vector -----------------------------------------------------------------------------------------
@@ -218,7 +212,8 @@ def features(positions: np.ndarray, feet_threshold: float = FEET_THRESHOLD) -> n
 
     r_rot = _facing_quats(g, smooth=True)
     quats = _local_rotations(g, r_rot)
-    rot6d = torch.cat([_matrix(quats)[..., 0], _matrix(quats)[..., 1]], -1)  # (T, J, 6)
+    mats = _matrix(quats)
+    rot6d = torch.cat([mats[..., 0], mats[..., 1]], -1)  # (T, J, 6): the first two columns
     root_vel = _qrot(r_rot[1:], g[1:, 0] - g[:-1, 0])
     r_velocity = _qmul(r_rot[1:], _qinv(r_rot[:-1]))
 
