@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--blend-s", type=float, default=None, help="Composer blend_s (default: its own)")
     ap.add_argument("--guidance", type=float, default=None, help="Composer guidance (default: the checkpoint's)")
     ap.add_argument("--tail-s", type=float, default=None, help="Composer tail_s (default: its own)")
+    ap.add_argument("--context-until", type=int, default=None,
+                    help="Composer context_until (default: its own; 999: the known frames at every step)")
     ap.add_argument("--methods", default="context,inertialize")
     ap.add_argument("--results", type=Path, default=RESULTS, help="JSON to write (default: %(default)s)")
     args = ap.parse_args()
@@ -118,7 +120,7 @@ def main() -> None:
                  for _ in range(args.timelines)]
     encoder = text_encoder()
     opts = {k: v for k, v in (("fit_steps", args.fit_steps), ("blend_s", args.blend_s), ("guidance", args.guidance),
-                                         ("tail_s", args.tail_s))
+                                         ("tail_s", args.tail_s), ("context_until", args.context_until))
             if v is not None}
     out["composer_options"] = opts
     for method in args.methods.split(","):

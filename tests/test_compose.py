@@ -78,6 +78,26 @@ def test_known_frames_left_out_are_the_same_as_zeros(gen):
         assert not torch.allclose(out, net(x, t, y, length=torch.full((n,), 2.0), prefix=given), atol=1e-3)
 
 
+def test_known_frames_are_given_only_from_cond_until_on(gen):
+    """``cond_until`` below every timestep is sampling without the known frames, above every timestep
+    sampling with them throughout; in between, the early steps run without them."""
+    m = gen.module
+    y = gen.condition([None], ["a person walks"])[0]
+    noise = torch.randn(1, *m.latent_shape.tolist(), generator=torch.Generator().manual_seed(3))
+    length = {"length": torch.tensor([4.0])}
+    prefix = {**length, "prefix": torch.randn(1, gen.context_frames * 22 * 3 + 1, generator=torch.Generator().manual_seed(4))}
+
+    def sample(cond, until=None):
+        return m.sample_latents(1, y, cond=cond, noise=noise, cond_until=until)
+
+    without, always = sample(length), sample(prefix)
+    assert not torch.allclose(without, always, atol=1e-4)
+    assert torch.allclose(sample(prefix, -1), without, atol=1e-5)
+    assert torch.allclose(sample(prefix, m.noise_cfg.num_train_timesteps), always, atol=1e-5)
+    late = sample(prefix, 500)
+    assert not torch.allclose(late, without, atol=1e-4) and not torch.allclose(late, always, atol=1e-4)
+
+
 def test_composition_has_the_asked_lengths_and_no_jump_at_the_joins(gen):
     segments = [Segment("walk", 3.0, is_label=True), Segment("run", 1.5, is_label=True), Segment("jump", 2.5, is_label=True)]
     out = Composer(gen).compose(segments, seed=3)

@@ -20,6 +20,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -315,6 +316,7 @@ class LatentDiffusionModule(L.LightningModule):
         use_ema: bool = True,
         cond: dict[str, Tensor] | None = None,
         noise: Tensor | None = None,
+        cond_until: int | None = None,
     ) -> Tensor:
         """Run the reverse process and return unnormalised latents (n, *latent_shape).
 
@@ -323,7 +325,9 @@ class LatentDiffusionModule(L.LightningModule):
         ``guidance`` > 1 applies classifier-free guidance; ``steps``, ``sampler`` and ``guidance``
         default to :attr:`sampling`. At the guidance of a distilled student the student gives the
         guided prediction in one pass. Deterministic for a seeded ``generator``. ``noise``
-        (n, *latent_shape) replaces the initial draw (e.g. one seed per item).
+        (n, *latent_shape) replaces the initial draw (e.g. one seed per item). ``cond_until``: the
+        droppable conditions of ``cond`` (those with a training ``cond_drop``, e.g. known frames) are
+        given only at timesteps <= it, the steps before run as if they were left out (None: every step).
         """
         if not self.is_initialised:
             raise RuntimeError("the diffusion model has not been trained (no latent statistics)")
@@ -349,20 +353,31 @@ class LatentDiffusionModule(L.LightningModule):
         net = self.student if student else self.ema.module if use_ema else self.denoiser
         if net.training:  # eval() walks every submodule: skipped when already set (batch-1 latency)
             net.eval()
-        keys = sorted(cond)
-        positional = _Denoise(net, keys)  # built once per call, not per step (a Module's __init__ is slow)
 
-        def denoise(x_in: Tensor, t: Tensor, y_in: Tensor | None, c: dict[str, Tensor]) -> Tensor:
-            if self._frozen is not None and use_ema and y_in is not None:
-                args = (x_in, t, y_in, *[c[key] for key in keys])
-                return self._frozen_call(("student" if student else "denoiser", *keys), positional, args)
-            return net(x_in, t, y_in, **c)
+        def predictor(c: dict[str, Tensor]) -> Callable[[Tensor, int], Tensor]:
+            keys = sorted(c)
+            positional = _Denoise(net, keys)  # built once per call, not per step (a Module's __init__ is slow)
 
-        predict_guided = guided(denoise, y, cond, guidance, null) if guide and not student else None
+            def denoise(x_in: Tensor, t: Tensor, y_in: Tensor | None, c_in: dict[str, Tensor]) -> Tensor:
+                if self._frozen is not None and use_ema and y_in is not None:
+                    args = (x_in, t, y_in, *[c_in[key] for key in keys])
+                    return self._frozen_call(("student" if student else "denoiser", *keys), positional, args)
+                return net(x_in, t, y_in, **c_in)
+
+            predict_guided = guided(denoise, y, c, guidance, null) if guide and not student else None
+
+            def predict(x_t: Tensor, t: int) -> Tensor:
+                tt = torch.full((n,), t, dtype=torch.long, device=self.device)
+                return predict_guided(x_t, tt) if predict_guided is not None else denoise(x_t, tt, y, c)
+
+            return predict
+
+        with_cond = predictor(cond)
+        droppable = set(self.hparams.get("cond_drop") or {})
+        without = with_cond if cond_until is None else predictor({k: v for k, v in cond.items() if k not in droppable})
 
         def predict(x_t: Tensor, t: int) -> Tensor:
-            tt = torch.full((n,), t, dtype=torch.long, device=self.device)
-            return predict_guided(x_t, tt) if predict_guided is not None else denoise(x_t, tt, y, cond)
+            return with_cond(x_t, t) if cond_until is None or t <= cond_until else without(x_t, t)
 
         x = reverse_process(predict, x, self.noise_cfg, steps, sampler, generator)
         return x * self.latent_scale + self.latent_shift

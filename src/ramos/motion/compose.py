@@ -53,6 +53,11 @@ TAIL_S = 1.0
 FIT_STEPS = 10
 """In-betweening: gradient steps on the sampled latent towards the given frames (through the decoder)
 before the rest is blended away (continuation takes none: they made the joins rougher, docs/generation.md)."""
+CONTEXT_UNTIL = 500
+"""``context``: the known prefix is given to the denoiser only at timesteps <= this (of 1,000), the
+last 4 of the 10 default reverse steps. The early steps, which settle what the window does, then follow
+the prompt: given at every step, the prefix made windows continue the previous action (segments
+recognised at 0.70x single windows, 1.00x with 500; docs/generation.md, section 9)."""
 METHODS = ("context", "inertialize")
 """How consecutive windows are joined: the next window sampled with the last frames as its known
 prefix, or sampled on its own and blended onto the end (the baseline)."""
@@ -234,11 +239,14 @@ class Composer:
         steps, sampler, guidance: sampling settings (default: the checkpoint's).
         fit_steps: in-betweening: gradient steps fitting the window's latent to the given frames (:meth:`_fit`).
         tail_s: seconds sampled past what each window keeps (0: none).
+        context_until: continuation windows get their known prefix only at timesteps <= this
+            (:data:`CONTEXT_UNTIL`; None: at every step). In-betweening gives both sides at every step.
     """
 
     def __init__(self, gen: MotionGenerator, method: str = "context", blend_s: float = BLEND_S,
                  steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
-                 fit_steps: int = FIT_STEPS, tail_s: float = TAIL_S) -> None:
+                 fit_steps: int = FIT_STEPS, tail_s: float = TAIL_S,
+                 context_until: int | None = CONTEXT_UNTIL) -> None:
         if method not in METHODS:
             raise GenerationError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if method == "context" and gen.context_frames < 1:
@@ -246,6 +254,7 @@ class Composer:
                                   "(context_frames 0): it cannot continue a motion; train it again with this "
                                   "version of RaMoS, or use method 'inertialize'")
         self.gen, self.method, self.fit_steps = gen, method, fit_steps
+        self.context_until = context_until
         self.stats = gen.info.get("context") or {}
         d = gen.sampling
         self.sampling = SamplingConfig(d.steps if steps is None else steps, d.sampler if sampler is None else sampler,
@@ -323,7 +332,7 @@ class Composer:
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None]
         mask = torch.arange(gen.window)[None] < frames
         z = m.sample_latents(1, y, steps=sampling.steps, sampler=sampling.sampler, guidance=sampling.guidance,
-                             cond=cond, noise=noise)
+                             cond=cond, noise=noise, cond_until=None if fit else self.context_until)
         known = [(np.arange(len(k)) if end == 0 else np.arange(frames - len(k), frames), k)
                  for k, end in ((prefix, 0), (suffix, 1)) if k is not None]
         if fit and known and self.fit_steps > 0:
@@ -401,13 +410,13 @@ class Composer:
             known = place(tail)
             window = self._window(y, len(known) + n + extra, seed, prefix=known)
             # The denoiser follows the known frames loosely, at times far off where the prompt asks for
-            # something else: the window is first turned the way its own version of them lies closest
-            # to them, and shifted so that its root meets the last known one at the join.
+            # something else: the window is first turned the way its own version of them lies closest to
+            # them, and shifted so that its root meets the last known one at the join.
             h, root = len(known), self.gen.skeleton.root
             turn = Placement.fit(window[:h], known)
             shift = (known[-1, root] - turn(window[h - 1:h])[0, root]) * np.array([1.0, 0.0, 1.0])
             window = Placement(turn.rot, turn.shift + shift)(window)
-            offset = float(np.linalg.norm(window[:len(known)] - known, axis=-1).mean())
+            offset = float(np.linalg.norm(window[:h] - known, axis=-1).mean())
             new = window[len(known):len(known) + n]
         else:
             offset = 0.0
