@@ -363,6 +363,33 @@ def test_cached_latents_are_the_encoder_means_and_give_the_same_loss(trained):
     assert torch.allclose(losses[0], losses[1], atol=1e-5)
 
 
+def test_length_crops_are_encoded_pieces_of_training_windows_after_them(trained):
+    """``crops`` adds random-length pieces of training windows (normalised at their first frame) after
+    the windows, each with its window's label and prompts; the windows themselves are unchanged, and
+    decoder tuning still reads only them."""
+    from ramos.motion.preprocess import crop_window
+
+    data_dir, vae_path, _, _ = trained
+    plain, dm = SecondsDataModule(data_dir, batch_size=8), SecondsDataModule(data_dir, batch_size=8)
+    module = build_module(VAEModule.load(vae_path), dm.dataset, MotionDiffusionConfig(), vae_path)
+    plain.cache_latents(module, batch_size=5)
+    dm.cache_latents(module, batch_size=5, crops=0.5, seed=1)
+    data, idx = dm.dataset, dm.dataset.split_indices("train")
+    items, base = dm.latents["train"], plain.latents["train"]
+    pieces = dm._crops(idx, 0.5, np.random.default_rng(1))
+    assert len(items) == len(idx) + len(pieces) == len(idx) + round(0.5 * len(idx))
+    assert torch.allclose(items.latents[:len(idx)], base.latents, atol=1e-5) and len(dm.latents["val"]) == len(plain.latents["val"])
+    for k, (row, start, n) in enumerate(pieces[:4]):
+        assert round(data.fps) <= n <= data.lengths[row] and start + n <= data.lengths[row]
+        item = items[len(idx) + k]
+        assert int(item["length"]) == n and int(item["label"]) == data.label_id(row)
+        x = torch.from_numpy(crop_window(np.asarray(data.windows[row], np.float32), start, n, data.skeleton))[None]
+        assert torch.allclose(item["latent"], module.to_latent(x, torch.arange(data.window)[None] < n)[0], atol=1e-5)
+    assert len({int(items[len(idx) + k]["length"]) for k in range(len(pieces))}) > 3  # lengths vary
+    dm.use_windows(1)
+    assert len(dm.latents["train"]) == len(idx)
+
+
 def test_the_checkpoint_records_its_sampling_and_generation_reads_it(trained):
     """One source for the sampling defaults: the config's, recorded in the checkpoint, where the student
     serves exactly that guidance and generation reads every default."""

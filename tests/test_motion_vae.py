@@ -102,6 +102,21 @@ def test_features_round_trip_to_metres():
     assert z.flatten(0, 1).mean(0).abs().max() < 1e-2
 
 
+def test_root_scale_weighs_the_root_path_more_and_still_round_trips():
+    """``root_scale`` divides the std of the root's horizontal displacement only: those standardised
+    features are ``root_scale`` times larger, every other one is unchanged, and positions come back."""
+    x = torch.as_tensor(toy_motions(4)[0])
+    valid = torch.ones(x.shape[:2], dtype=torch.bool)
+    (m1, s1), (m4, s4) = feature_stats(x, valid), feature_stats(x, valid, root_scale=4.0)
+    assert m1 == m4
+    s1, s4 = torch.tensor(s1), torch.tensor(s4)
+    assert s1[2] > 0.01  # the toy walks along z
+    assert torch.allclose(s4[[0, 2]], s1[[0, 2]] / 4) and torch.equal(s4[[1, *range(3, 66)]], s1[[1, *range(3, 66)]])
+    f1, f4 = MotionFeatures(22, feature_mean=m1, feature_std=s1), MotionFeatures(22, feature_mean=m4, feature_std=s4)
+    assert torch.allclose(f4.normalize(x)[..., 2], 4 * f1.normalize(x)[..., 2], atol=1e-4)
+    assert torch.allclose(f4.positions(f4.normalize(x)), x, atol=1e-5)
+
+
 # --- losses -------------------------------------------------------------------------------------------------
 def test_loss_hand_computed():
     x = torch.zeros(1, 4, 2, 3)

@@ -193,6 +193,14 @@ def pad_window(positions: np.ndarray, window: int) -> tuple[np.ndarray, int]:
 
 
 # --- looping --------------------------------------------------------------------------------------
+
+
+def crop_window(motion: np.ndarray, start: int, n: int, skeleton: Skeleton) -> np.ndarray:
+    """Frames ``start .. start + n`` of a window (W, J, 3), normalised at their own first frame (as every
+    prepared window is) and padded back to the window's length W."""
+    return pad_window(canonicalize(np.asarray(motion[start:start + n]), skeleton), motion.shape[0])[0]
+
+
 def loop_clip(positions: np.ndarray, fps: float, seconds: float, skeleton: Skeleton,
               cycle_frames: float | None = None, phase: int = 0) -> np.ndarray:
     """Repeat a cyclic motion until it lasts ``seconds``, continuing the root path and heading.

@@ -51,6 +51,7 @@ from ramos.motion.datamodule import MotionDataModule
 from ramos.motion.dataset import MotionDataset
 from ramos.motion.generate import DATA_KIND
 from ramos.motion.nets.motion import BucketedMotionDecoder
+from ramos.motion.preprocess import crop_window
 from ramos.motion.text import ENCODER, TEXT_DIM, PromptTable, prompt_table
 from ramos.utils.atomic import write_json
 from ramos.utils.checkpoint import CheckpointError, load_checkpoint
@@ -97,6 +98,13 @@ class MotionDiffusionConfig:
             at 0.03, 0.956 at 0.06; label FID 6.3, 9.8, 6.5, 13.9 (floor 4.1; it varies between runs) and
             text R-precision top-3 0.974, 0.968, 0.966, 0.956. 0.02 (cosine about 0.94 to the clean
             embedding) meets every target.
+        length_crops: random-length pieces (1 s to the whole window, re-normalised at their first frame)
+            of training windows added to the diffusion training set, per window (0.5: one for every
+            other window). The embedded set's windows are 10 s loops or short clip ends, so lengths
+            between about 2.5 and 9.9 s are never seen, and there the denoiser can ignore its noise
+            (every seed gave the same 3 s motion, 0.1 cm apart). 0.5 gives 44 cm between seeds at 3 s
+            but label FID 1.78x the floor instead of 1.31x, so it is off by default; data with motions
+            of every length (HumanML3D) do not need it (BENCHMARKS.md, "Lengths never trained").
         noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`): cosine schedule (MDM; MLD
             uses scaled_linear), and the denoiser predicts the clean latent ("sample"): FID 8.2 where v
             gave 40.5 at the same steps, as the latents lie on a thin manifold and noise does not.
@@ -150,6 +158,7 @@ class MotionDiffusionConfig:
     ema_decay: float = 0.999
     cond_drop_prob: float = 0.1
     text_noise: float = 0.02
+    length_crops: float = 0.0
     noise: NoiseConfig = field(default_factory=lambda: NoiseConfig(prediction_type="sample"))
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -191,40 +200,64 @@ class SecondsDataModule(MotionDataModule):
 
     @torch.no_grad()
     def cache_latents(self, module: LatentDiffusionModule, prompts: PromptTable | None = None,
-                      batch_size: int = 256, text_noise: float = 0.0) -> None:
+                      batch_size: int = 256, text_noise: float = 0.0, crops: float = 0.0, seed: int = 0) -> None:
         """Encode the train and val windows once (posterior means of the frozen VAE): batches then
         carry ``latent`` instead of ``motion``, and training neither reads windows nor runs the encoder.
         With ``prompts`` (a text model) each item also carries ``text``: one of its prompts' embeddings
         (training items: with ``text_noise``, see :class:`MotionDiffusionConfig`). For a module trained with
         known frames (its ``data_info["context"]``, :func:`ramos.motion.compose.context_stats`) each item
-        also carries its ``prefix`` and ``suffix`` conditions (:func:`ramos.motion.compose.context_condition`)."""
+        also carries its ``prefix`` and ``suffix`` conditions (:func:`ramos.motion.compose.context_condition`).
+        ``crops``: random-length pieces of training windows added to the training items, per window
+        (see ``length_crops`` in :class:`MotionDiffusionConfig`); they follow the windows in the split."""
         data = self.dataset
         context = (module.hparams.get("data_info") or {}).get("context")
+        rng = np.random.default_rng(seed)
         for split in ("train", "val"):
             idx = data.split_indices(split)
-            parts, prefixes, suffixes = [], [], []
-            for a in range(0, len(idx), batch_size):
-                rows = idx[a:a + batch_size]
-                x = torch.as_tensor(np.asarray(data.windows[rows], dtype=np.float32))
-                mask = torch.arange(data.window)[None, :] < torch.as_tensor(data.lengths[rows])[:, None]
-                parts.append(module.to_latent(x, mask))
+            pieces = self._crops(idx, crops, rng) if split == "train" else []
+            rows = np.concatenate([idx, np.asarray([r for r, _, _ in pieces], dtype=idx.dtype)])
+            cuts = [None] * len(idx) + [(start, frames) for _, start, frames in pieces]
+            parts, prefixes, suffixes, lengths = [], [], [], []
+            for a in range(0, len(rows), batch_size):
+                x = np.array(data.windows[rows[a:a + batch_size]], dtype=np.float32)
+                n = np.array(data.lengths[rows[a:a + batch_size]])
+                for j, cut in enumerate(cuts[a:a + batch_size]):
+                    if cut is not None:
+                        x[j], n[j] = crop_window(x[j], cut[0], cut[1], data.skeleton), cut[1]
+                mask = torch.arange(data.window)[None, :] < torch.as_tensor(n)[:, None]
+                parts.append(module.to_latent(torch.from_numpy(x), mask))
+                lengths.append(torch.as_tensor(n).long())
                 if context:
-                    pre, suf = context_features(x.numpy(), np.asarray(data.lengths[rows]), context["frames"])
+                    pre, suf = context_features(x, n, context["frames"])
                     prefixes.append(torch.from_numpy(context_condition(pre, context, "prefix")))
                     suffixes.append(torch.from_numpy(context_condition(suf, context, "suffix")))
             if parts:
-                labels = torch.as_tensor([data.label_id(int(i)) for i in idx], dtype=torch.long)
-                texts = None if prompts is None else _Prompts(prompts, idx, text_noise if split == "train" else 0.0)
+                labels = torch.as_tensor([data.label_id(int(i)) for i in rows], dtype=torch.long)
+                texts = None if prompts is None else _Prompts(prompts, rows, text_noise if split == "train" else 0.0)
                 known = (torch.cat(prefixes), torch.cat(suffixes)) if prefixes else None
-                self.latents[split] = _LatentItems(torch.cat(parts), torch.as_tensor(data.lengths[idx]).long(),
-                                                   labels, texts, known)
+                self.latents[split] = _LatentItems(torch.cat(parts), torch.cat(lengths), labels, texts, known)
+
+    def _crops(self, idx: np.ndarray, share: float, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+        """``(row, start, frames)`` of ``share * len(idx)`` pieces of the windows ``idx``, each of a length
+        drawn uniformly between 1 s and the window's own, from a random start."""
+        data = self.dataset
+        low = max(2, round(data.fps))
+        long_enough = idx[np.asarray(data.lengths[idx]) > low]
+        if share <= 0 or len(long_enough) == 0:
+            return []
+        out = []
+        for r in rng.choice(long_enough, int(round(share * len(idx))), replace=True):
+            length = int(data.lengths[r])
+            n = int(rng.integers(low, length + 1))
+            out.append((int(r), int(rng.integers(0, length - n + 1)), n))
+        return out
 
     def use_windows(self, min_frames: int = 1) -> None:
         """From here on the cached splits also carry the windows (``motion``, ``mask``; read from the
         data set per item) of at least ``min_frames`` valid frames, and only those (decoder tuning)."""
         data = self.dataset
         for split, items in self.latents.items():
-            idx = data.split_indices(split)
+            idx = data.split_indices(split)  # the windows themselves (the crops that follow them are left out)
             keep = np.flatnonzero(data.lengths[idx] >= min_frames)
             texts = None if items.texts is None else items.texts.subset(keep)
             context = None if items.context is None else (items.context[0][keep], items.context[1][keep])
@@ -543,7 +576,8 @@ def train_motion_diffusion(vae_path: str | os.PathLike[str], dataset: str | os.P
     if not prompts.has_text:
         log.warning("%s has no captions and no labels: training an unconditional model", data.path)
     model = build_module(load_vae(vae_path), data, cfg, vae_path, text=prompts.has_text)
-    dm.cache_latents(model, prompts if prompts.has_text else None, text_noise=cfg.text_noise)
+    dm.cache_latents(model, prompts if prompts.has_text else None, text_noise=cfg.text_noise,
+                     crops=cfg.length_crops, seed=cfg.seed)
     save_config(cfg, out_dir / "config.yaml")
     trained = out_dir / "checkpoints" / "trained.ckpt"
     start = time.perf_counter()

@@ -98,13 +98,18 @@ class MotionFeatures(nn.Module):
         return torch.cat([f * m, m], dim=-1)
 
 
-def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1) -> tuple[list[float], list[float]]:
-    """Per-feature mean and std over the valid frames of ``windows`` (N, T, J, 3), as plain lists."""
+def feature_stats(windows: Tensor, mask: Tensor, root: int = 0, up_axis: int = 1,
+                  root_scale: float = 1.0) -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over the valid frames of ``windows`` (N, T, J, 3), as plain lists.
+    ``root_scale`` divides the std of the root's horizontal displacement, so those features weigh
+    ``root_scale**2`` more in the standardised space (the PCA start and the feature loss)."""
     feats = MotionFeatures(windows.shape[2], root, up_axis).raw(windows.float()).flatten(2)
     valid = feats[mask.bool()]
     if valid.shape[0] < 2:
         raise ValueError("feature_stats needs at least two valid frames")
-    return valid.mean(0).tolist(), valid.std(0).tolist()
+    std = valid.std(0)
+    std[[root * 3 + a for a in range(3) if a != up_axis]] /= root_scale
+    return valid.mean(0).tolist(), std.tolist()
 
 
 def _init_logvar(head: nn.Linear, latent_dim: int) -> None:
