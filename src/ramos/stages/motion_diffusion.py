@@ -103,7 +103,7 @@ class MotionDiffusionConfig:
             other window). The embedded set's windows are 10 s loops or short clip ends, so lengths
             between about 2.5 and 9.9 s are never seen, and there the denoiser can ignore its noise
             (every seed gave the same 3 s motion, 0.1 cm apart). 0.5 gives 44 cm between seeds at 3 s
-            but label FID 1.78x the floor instead of 1.31x, so it is off by default; data with motions
+            but label FID 1.78x the floor instead of 1.31x (0.25: 2.72x), so it is off by default; data with motions
             of every length (HumanML3D) do not need it (BENCHMARKS.md, "Lengths never trained").
         noise: the noise process (see :class:`ramos.diffusion.NoiseConfig`): cosine schedule (MDM; MLD
             uses scaled_linear), and the denoiser predicts the clean latent ("sample"): FID 8.2 where v
