@@ -18,10 +18,13 @@ evaluator and retrieval model under reports/), for each join method of ``ramos.m
   label's prompt, ranked among 32 captions by the retrieval model (top-3), against single windows of
   the same labels and lengths (target: >= 0.8x the single-window rate); also every segment after
   the first without its first second (is a low rate the transition's time, or the whole segment?);
+  the joins' jerk and skating are also given as ``ramos generate`` writes the motion (stance foot
+  planted, its default);
 - **in-betweening** (context only): real windows' first and last 0.5 s given, 4 s generated between
   with the window's label: the decoder's mean joint error at the given frames before it is blended
-  away (target: <= 2 cm; the output holds them exactly), and the generated frames' skating and jitter
-  against the real windows'.
+  away (the output holds them exactly: measured too), the generated frames' skating and jitter
+  against the real windows', and jerk and skating in the 20 frames around each boundary between given
+  and generated frames against the real window's same frames.
 
 Prints one line per figure and writes benchmarks/results/long.json.
 """
@@ -63,6 +66,7 @@ def main() -> None:
     from ramos.motion.compose import Composer, Segment
     from ramos.motion.dataset import MotionDataset
     from ramos.motion.generate import MotionGenerator
+    from ramos.motion.postprocess import planting_shift
     from ramos.motion.preprocess import canonicalize
     from ramos.motion.text import label_prompt, text_encoder
     from ramos.stages.evaluation.evaluator import classify, load_evaluator
@@ -136,10 +140,13 @@ def main() -> None:
         print(f"{method}: 60 s from 6 prompts in {speed * 1000:.0f} ms (median of {len(times)}; "
               f"{60 / speed:.0f}x real time)")
         jerks, skate_pieces, root_steps, turns, offsets, real_pieces = [], [], [], [], [], []
+        planted_jerks, planted_pieces = [], []
         segs, seg_labels, singles_len, later, later_labels = [], [], [], [], []
         for k, timeline in enumerate(timelines):
             result = composer.compose(timeline, seed=1000 + k)
             x = result.positions
+            # What `ramos generate` writes: the same motion with its stance foot planted (its default).
+            x_planted = x + planting_shift(x, sk, fps)[:, None, :]
             offsets += result.offsets_m
             starts = [seg["start"] for seg in result.segments]
             for j in result.joins:
@@ -149,6 +156,8 @@ def main() -> None:
                 piece = x[j - AROUND:j + AROUND]
                 jerks.append(_jerk(piece, fps))
                 skate_pieces.append(piece)
+                planted_jerks.append(_jerk(x_planted[j - AROUND:j + AROUND], fps))
+                planted_pieces.append(x_planted[j - AROUND:j + AROUND])
                 root_steps.append(float(np.linalg.norm(x[j, sk.root, [0, 2]] - x[j - 1, sk.root, [0, 2]])))
                 turns.append(float(_angle_steps(_facing(x[j - 1:j + 1], sk))[0]))
             for i, seg in enumerate(result.segments):
@@ -164,6 +173,12 @@ def main() -> None:
         res["joins"] = {"n": len(jerks), "real_jerk_mps3": real_jerk, "real_skating": real_skate, "jerk_mps3": jerk, "jerk_ratio": jerk / real_jerk, "skating": skate,
                         "skating_ratio": skate / max(real_skate, 1e-9), "max_root_step_m": max(root_steps),
                         "max_facing_step_rad": max(turns), "mean_offset_m": float(np.mean(offsets)) if offsets else 0.0}
+        planted_jerk = float(np.mean(planted_jerks))
+        planted_skate = M.foot_skating_ratio(np.stack(planted_pieces), sk, fps)
+        res["joins"]["as_written"] = {"jerk_mps3": planted_jerk, "jerk_ratio": planted_jerk / real_jerk,
+                                      "skating": planted_skate, "skating_ratio": planted_skate / max(real_skate, 1e-9)}
+        print(f"{method}: the same joins as `ramos generate` writes them (stance foot planted): jerk "
+              f"{planted_jerk / real_jerk:.2f}x real, skating {planted_skate / max(real_skate, 1e-9):.2f}x real")
         print(f"{method}: {len(jerks)} joins: jerk {jerk:.0f} m/s^3 ({jerk / real_jerk:.2f}x real {real_jerk:.0f}), skating "
               f"{skate:.3f} ({skate / max(real_skate, 1e-9):.2f}x real {real_skate:.3f}), largest root step {max(root_steps) * 100:.1f} cm, "
               f"largest facing step {np.degrees(max(turns)):.1f} deg, decoder offset at the joins "
@@ -198,23 +213,40 @@ def main() -> None:
     # In-betweening: real first and last 0.5 s given, 4 s between.
     composer = Composer(gen, **opts)
     h, gap = gen.context_frames, round(4 * fps)
-    errs, gen_parts, real_parts = [], [], []
+    errs, out_errs, gen_parts, real_parts, gen_edges, real_edges = [], [], [], [], [], []
     for k, w in enumerate(real[:48]):
         i = int(rng.integers(0, len(w) - (2 * h + gap) + 1))
         piece = w[i:i + 2 * h + gap]
         lab = data.labels[data.label_id(real_idx[k])]
         motion, offs = composer.inbetween(piece[:h], piece[-h:], gap, Segment(lab, 4.0, is_label=True), seed=k)
         errs += offs
+        out_errs += [float(np.linalg.norm(motion[:h] - piece[:h], axis=-1).mean()),
+                     float(np.linalg.norm(motion[-h:] - piece[-h:], axis=-1).mean())]
         gen_parts.append(motion[h:-h])
         real_parts.append(piece[h:-h])
+        # Where given and generated frames meet: the 20 frames around each boundary, and the real
+        # window's same frames.
+        for b in (h, h + gap):
+            gen_edges.append(motion[b - AROUND:b + AROUND])
+            real_edges.append(piece[b - AROUND:b + AROUND])
     g, r = np.stack(gen_parts), np.stack(real_parts)
+    edge_jerk = float(np.mean([_jerk(e, fps) for e in gen_edges]))
+    edge_jerk_real = float(np.mean([_jerk(e, fps) for e in real_edges]))
+    edge_skate, edge_skate_real = (M.foot_skating_ratio(np.stack(e), sk, fps) for e in (gen_edges, real_edges))
     ib = {"n": len(gen_parts), "mean_error_at_given_frames_m": float(np.mean(errs)),
-          "max_error_at_given_frames_m": float(np.max(errs)), "skating": M.foot_skating_ratio(g, sk, fps),
-          "skating_real": M.foot_skating_ratio(r, sk, fps), "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps)}
+          "max_error_at_given_frames_m": float(np.max(errs)), "output_error_at_given_frames_m": float(np.max(out_errs)),
+          "skating": M.foot_skating_ratio(g, sk, fps),
+          "skating_real": M.foot_skating_ratio(r, sk, fps), "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps),
+          "boundaries": {"n": len(gen_edges), "jerk_mps3": edge_jerk, "jerk_real_mps3": edge_jerk_real,
+                         "jerk_ratio": edge_jerk / edge_jerk_real, "skating": edge_skate, "skating_real": edge_skate_real,
+                         "skating_ratio": edge_skate / max(edge_skate_real, 1e-9)}}
     out["inbetween"] = ib
-    print(f"in-betweening ({len(gen_parts)} x 4 s): decoder error at the given frames {ib['mean_error_at_given_frames_m'] * 100:.1f} cm "
-          f"mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm; 0 in the output), skating {ib['skating']:.3f} "
-          f"(real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} (real {ib['jitter_real']:.0f}) m/s^3")
+    print(f"in-betweening ({len(gen_parts)} x 4 s): the output's error at the given frames "
+          f"{ib['output_error_at_given_frames_m'] * 100:.2f} cm (largest mean), the decoder's before it is blended away "
+          f"{ib['mean_error_at_given_frames_m'] * 100:.1f} cm mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm); "
+          f"generated frames: skating {ib['skating']:.3f} (real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} "
+          f"(real {ib['jitter_real']:.0f}) m/s^3; the {len(gen_edges)} boundaries (20 frames each): jerk "
+          f"{edge_jerk / edge_jerk_real:.2f}x the real window's same frames, skating {edge_skate / max(edge_skate_real, 1e-9):.2f}x")
     write_json(args.results, out)
 
 

@@ -472,6 +472,11 @@ class Composer:
         known_a = None if after is None else place(after[:ka])
         n = kb + frames + ka
         window = self._window(y, n, seed, prefix=known_b, suffix=known_a, fit=True)
+        # As when continuing: the window turned and shifted (one rigid move for both sides) to where its
+        # own version of the given frames lies closest to them, so the blend below carries less.
+        idx = np.r_[np.arange(kb), np.arange(n - ka, n)]
+        known = np.concatenate([k for k in (known_b, known_a) if k is not None])
+        window = Placement.fit(window[idx], known)(window)
         offsets = []
         gap = window[kb:kb + frames]
         if known_b is not None:
