@@ -208,6 +208,16 @@ def test_check_targets_against_the_real_row():
     results = {"models": {E.REAL: {"overall": real}, "good": {"overall": good}, "bad": {"overall": bad}}}
     assert all(E.check_targets(results, "good").values())
     assert not any(E.check_targets(results, "bad").values())
+    # With several draws of the reference, FID is checked on the median ratio, not the first draw's.
+    # With several draws of the reference, FID is checked on the ratio of the means, not the first draw's
+    # (nor on ratios per draw, which a low floor inflates: "bad" has per-draw ratios 2.05, 4, 1.25).
+    results["fid_draws"] = E.fid_draws_summary({E.REAL: [2.0, 1.0, 4.0], "good": [3.9, 2.5, 9.0],
+                                                "bad": [4.1, 4.0, 5.0]}, [0, 1, 2])
+    draws = results["fid_draws"]
+    assert draws["ratio"] == pytest.approx({"good": 15.4 / 7.0, "bad": 13.1 / 7.0})
+    assert draws["median_per_draw_ratio"] == pytest.approx({"good": 2.25, "bad": 2.05})
+    assert draws["mean"][E.REAL] == pytest.approx(7.0 / 3) and draws["ci95"][E.REAL] > 0
+    assert not E.check_targets(results, "good")["fid"] and E.check_targets(results, "bad")["fid"]
 
 
 def test_reference_halves_are_disjoint_and_balanced(toy):
@@ -229,7 +239,7 @@ def test_reference_halves_are_disjoint_and_balanced(toy):
 # --- the whole evaluation ----------------------------------------------------------------------------
 def test_evaluate_scores_a_good_and_a_bad_model(toy, trained, tmp_path):
     _, ev_path = trained
-    cfg = E.EvaluationConfig(n_per_label=4, reference="train")
+    cfg = E.EvaluationConfig(n_per_label=4, reference="train", fid_draws=5)
     res = E.evaluate({"oracle": _oracle(toy), "frozen": _frozen(toy)}, toy, tmp_path, cfg, evaluator=ev_path,
                      progress=False)
     m = res["models"]
@@ -241,10 +251,20 @@ def test_evaluate_scores_a_good_and_a_bad_model(toy, trained, tmp_path):
     assert m["frozen"]["overall"]["diversity"] < 0.05 * m["oracle"]["overall"]["diversity"]
     assert set(m["oracle"]["per_label"]) == set(LABELS)
     assert res["reference"]["split"] == "train" and res["heldout"]["windows"] == 15
+    # FID on 5 draws of the halves (the first is the table's), the target on the median ratio.
+    draws = res["fid_draws"]
+    assert draws["seeds"] == [0, 1, 2, 3, 4] and len(draws["fid"]["oracle"]) == 5
+    assert draws["fid"]["oracle"][0] == m["oracle"]["overall"]["fid"]
+    assert draws["fid"][E.REAL][0] == m[E.REAL]["overall"]["fid"]
+    assert len(set(draws["fid"][E.REAL])) > 1  # other halves, other floors
+    assert draws["ratio"]["oracle"] < draws["ratio"]["frozen"]
+    assert draws["ratio"]["oracle"] == pytest.approx(np.mean(draws["fid"]["oracle"]) / np.mean(draws["fid"][E.REAL]))
+    assert E.check_targets(res, "frozen")["fid"] is (draws["ratio"]["frozen"] <= 2.0)
     saved = json.loads((tmp_path / "generation.json").read_text())
     assert saved["models"]["oracle"]["overall"]["fid"] == pytest.approx(m["oracle"]["overall"]["fid"])
     text = (tmp_path / "generation.md").read_text()
-    for needle in ("## Sample sizes", "## All metrics", "## Targets", "## Per label", "| frozen |",
+    for needle in ("## Sample sizes", "## All metrics", "## Targets", "## FID over draws", "over 5 draws",
+                   "## Per label", "| frozen |",
                    "samples_oracle.png", "root_speed.png", "FAIL"):
         assert needle in text, needle
     for f in ("samples_real.png", "samples_oracle.png", "samples_frozen.png", "root_speed.png"):

@@ -42,6 +42,9 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
     scored = json.loads((out / "reports" / "generation.json").read_text())["models"]
     assert {"latent", "latent, planted feet"} <= set(scored)
     assert record["stages"]["evaluate"]["overall_planted_feet"] == scored["latent, planted feet"]["overall"]
+    # FID on two draws of the reference (the tiny configuration), the headline on their means.
+    assert len(record["stages"]["evaluate"]["fid_draws"]["seeds"]) == 2
+    assert "means of 2 draws" in record["stages"]["evaluate"]["headline"]
 
     # A second run finds every stage done and redoes none of them.
     stamp = (out / "diffusion" / "last.ckpt").stat().st_mtime_ns

@@ -307,8 +307,11 @@ def evaluation_summary(results: dict[str, Any]) -> dict[str, Any]:
     labelled = results.get("models") or {}
     if "latent" in labelled:
         o, p = labelled["latent"]["overall"], labelled[PLANTED]["overall"]
-        entry.update(overall=o, overall_planted_feet=p)
-        heads.append(f"FID {o['fid']:.3f}, recognition accuracy {o['accuracy']:.3f}, foot skating "
+        draws = results.get("fid_draws") or {}
+        entry.update(overall=o, overall_planted_feet=p, fid_draws=draws)
+        ratio = (f" ({draws['ratio']['latent']:.2f}x the real floor, means of {len(draws['seeds'])} draws)"
+                 if "latent" in draws.get("ratio", {}) else "")
+        heads.append(f"FID {o['fid']:.3f}{ratio}, recognition accuracy {o['accuracy']:.3f}, foot skating "
                      f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)")
     text = (results.get("text") or {}).get("models", {})
     entry["text"] = text

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ramos.motion import metrics as M
 from ramos.motion.dataset import MotionDataset
 from ramos.motion.text import TextEncoder
 from ramos.stages.evaluation.config import EvaluationConfig
@@ -294,7 +295,48 @@ def _label_protocol(models: dict[str, Generator], data: MotionDataset, out: Path
         scored["overall"]["seconds_per_motion"] = timing.get(name, float("nan"))
         scored["sampling"] = getattr(models.get(name), "sampling", None)
         results["models"][name] = scored
+    fids = {name: [m["overall"]["fid"]] for name, m in results["models"].items()}
+    for d in range(1, cfg.fid_draws):
+        for name, fid in _fid_draw(models, data, net, split, label_ids, cfg.n_per_label, cfg.seed + d).items():
+            fids[name].append(fid)
+    results["fid_draws"] = fid_draws_summary(fids, [cfg.seed + d for d in range(max(cfg.fid_draws, 1))])
     return results, LabelSets(sets, lab_a, real_b, lab_b)
+
+
+def _fid_draw(models: dict[str, Generator], data: MotionDataset, net: Any, split: str, label_ids: Sequence[int],
+              n: int, seed: int) -> dict[str, float]:
+    """FID of real half A (the floor) and of each model's motions, generated anew, against half B of
+    the draw ``seed``."""
+    ref = draw_reference(data, split, label_ids, n, seed)
+    real_a, real_b = _windows(data, ref.a), _windows(data, ref.b)
+    lab_a = [data.label_id(int(i)) for i in ref.a]
+    sets, _ = _generate_all(models, lab_a, [len(m) for m in real_a], seed)
+    feats_b = motion_features(net, real_b)
+    return {name: M.frechet_distance(motion_features(net, motions), feats_b)
+            for name, motions in {REAL: real_a, **sets}.items()}
+
+
+def fid_draws_summary(fids: dict[str, list[float]], seeds: Sequence[int]) -> dict[str, Any]:
+    """FID over draws of the reference: per row (``fids[name]``, one value per draw, the real floor under
+    :data:`REAL`) the values, their mean and 95% interval (as the field reports repeated draws), and per
+    model the **ratio of the mean FID to the mean floor** (what the FID target is checked on) with the
+    per-draw ratios and their median. A ratio per draw divides by one draw's noisy floor and is biased
+    upwards (a low floor gives a large ratio); the ratio of the means is not."""
+    from ramos.stages.evaluation.retrieval import repeated
+
+    summary: dict[str, Any] = {"seeds": list(seeds), "fid": {name: list(v) for name, v in fids.items()},
+                               "mean": {}, "ci95": {}, "ratio": {}, "per_draw_ratio": {}, "median_per_draw_ratio": {}}
+    for name, v in fids.items():
+        summary["mean"][name], summary["ci95"][name] = repeated(lambda r, v=v: v[r], len(v))
+    floor = np.asarray(fids[REAL], np.float64)
+    for name, v in fids.items():
+        if name == REAL:
+            continue
+        per_draw = np.asarray(v, np.float64) / np.maximum(floor, 1e-12)
+        summary["ratio"][name] = summary["mean"][name] / max(summary["mean"][REAL], 1e-12)
+        summary["per_draw_ratio"][name] = per_draw.tolist()
+        summary["median_per_draw_ratio"][name] = float(np.median(per_draw))
+    return summary
 
 
 def _physics_protocol(models: dict[str, Generator], data: MotionDataset,

@@ -89,18 +89,22 @@ def score_set(motions: Sequence[np.ndarray], labels: np.ndarray, feats: np.ndarr
 # Targets of the issue: (metric, comparison, factor) against the real row; "acc" is absolute.
 TARGETS: tuple[tuple[str, str], ...] = (
     ("accuracy", "recognition accuracy >= 0.90"),
-    ("fid", "FID <= 2 x real floor"),
+    ("fid", "FID <= 2 x real floor (means over draws)"),
     ("foot_skating", "foot skating <= 1.5 x real"),
     ("jitter", "jitter <= 1.5 x real"),
 )
 
 
 def check_targets(results: dict[str, Any], model: str) -> dict[str, bool]:
-    """Whether ``model`` meets each quality target of :data:`TARGETS` (against the real row)."""
+    """Whether ``model`` meets each quality target of :data:`TARGETS` (against the real row; FID on the
+    ratio of the mean FID to the mean floor over the draws of ``results["fid_draws"]`` when there are any)."""
     got, real = results["models"][model]["overall"], results["models"][REAL]["overall"]
+    draws = results.get("fid_draws") or {}
+    fid_ratio = (draws["ratio"][model] if model in draws.get("ratio", {})
+                 else got["fid"] / max(real["fid"], 1e-12))
     return {
         "accuracy": got["accuracy"] >= 0.90,
-        "fid": got["fid"] <= 2.0 * real["fid"],
+        "fid": fid_ratio <= 2.0,
         # A real value of 0 (no skating at all) would make any skating fail: compare with a tiny floor.
         "foot_skating": got["foot_skating"] <= 1.5 * max(real["foot_skating"], 1e-3),
         "jitter": got["jitter"] <= 1.5 * real["jitter"],
