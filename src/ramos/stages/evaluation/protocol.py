@@ -299,6 +299,8 @@ def _label_protocol(models: dict[str, Generator], data: MotionDataset, out: Path
     for d in range(1, cfg.fid_draws):
         for name, fid in _fid_draw(models, data, net, split, label_ids, cfg.n_per_label, cfg.seed + d).items():
             fids[name].append(fid)
+        log.info("FID draw %d of %d: %s", d + 1, cfg.fid_draws,
+                 ", ".join(f"{name} {v[-1]:.3f}" for name, v in fids.items()))
     results["fid_draws"] = fid_draws_summary(fids, [cfg.seed + d for d in range(max(cfg.fid_draws, 1))])
     return results, LabelSets(sets, lab_a, real_b, lab_b)
 
@@ -310,7 +312,7 @@ def _fid_draw(models: dict[str, Generator], data: MotionDataset, net: Any, split
     ref = draw_reference(data, split, label_ids, n, seed)
     real_a, real_b = _windows(data, ref.a), _windows(data, ref.b)
     lab_a = [data.label_id(int(i)) for i in ref.a]
-    sets, _ = _generate_all(models, lab_a, [len(m) for m in real_a], seed)
+    sets, _ = _generate_all(models, lab_a, [len(m) for m in real_a], seed, level=logging.DEBUG)
     feats_b = motion_features(net, real_b)
     return {name: M.frechet_distance(motion_features(net, motions), feats_b)
             for name, motions in {REAL: real_a, **sets}.items()}
@@ -362,9 +364,10 @@ def _physics_protocol(models: dict[str, Generator], data: MotionDataset,
     return results, PhysicsSets(sets, real_b)
 
 
-def _generate_all(models: dict[str, Generator], label_ids: list[int], lengths: list[int],
-                  seed: int) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
-    """Each model's motions for the requests (label id, length), and its sampling seconds per motion."""
+def _generate_all(models: dict[str, Generator], label_ids: list[int], lengths: list[int], seed: int,
+                  level: int = logging.INFO) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
+    """Each model's motions for the requests (label id, length), and its sampling seconds per motion
+    (logged at ``level``)."""
     sets: dict[str, list[np.ndarray]] = {}
     timing: dict[str, float] = {}
     for name, gen in models.items():
@@ -374,7 +377,7 @@ def _generate_all(models: dict[str, Generator], label_ids: list[int], lengths: l
         if len(motions) != len(lengths):
             raise RuntimeError(f"model {name!r} returned {len(motions)} motions for {len(lengths)} requests")
         sets[name] = motions
-        log.info("%s: %d motions, %.3f s per motion", name, len(motions), timing[name])
+        log.log(level, "%s: %d motions, %.3f s per motion", name, len(motions), timing[name])
     return sets, timing
 
 
