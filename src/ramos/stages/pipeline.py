@@ -309,9 +309,11 @@ def evaluation_summary(results: dict[str, Any]) -> dict[str, Any]:
         o, p = labelled["latent"]["overall"], labelled[PLANTED]["overall"]
         draws = results.get("fid_draws") or {}
         entry.update(overall=o, overall_planted_feet=p, fid_draws=draws)
-        ratio = (f" ({draws['ratio']['latent']:.2f}x the real floor, means of {len(draws['seeds'])} draws)"
-                 if "latent" in draws.get("ratio", {}) else "")
-        heads.append(f"FID {o['fid']:.3f}{ratio}, recognition accuracy {o['accuracy']:.3f}, foot skating "
+        # With several draws the headline's FID is their mean (the first draw's is in `overall`).
+        fid = (f"FID {draws['mean']['latent']:.3f} ± {draws['ci95']['latent']:.2f} ({draws['ratio']['latent']:.2f}x "
+               f"the real floor, means of {len(draws['seeds'])} draws)" if "latent" in draws.get("ratio", {})
+               else f"FID {o['fid']:.3f}")
+        heads.append(f"{fid}, recognition accuracy {o['accuracy']:.3f}, foot skating "
                      f"{o['foot_skating']:.3f} ({p['foot_skating']:.3f} with planted feet)")
     text = (results.get("text") or {}).get("models", {})
     entry["text"] = text

@@ -25,9 +25,9 @@ from ramos.stages.evaluation.protocol import (
                                                choose_reference,
                                                choose_unlabelled_reference,
                                                draw_reference,
-                                               fid_draws_summary,
                                                draw_unlabelled_reference,
                                                evaluate,
+                                               fid_draws_summary,
                                                latent_generators,
 )
 from ramos.stages.evaluation.retrieval import (
