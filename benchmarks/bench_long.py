@@ -24,9 +24,14 @@ evaluator and retrieval model under reports/), for each join method of ``ramos.m
   with the window's label: the decoder's mean joint error at the given frames before it is blended
   away (the output holds them exactly: measured too), the generated frames' skating and jitter
   against the real windows', and jerk and skating in the 20 frames around each boundary between given
-  and generated frames against the real window's same frames.
+  and generated frames against the real window's same frames;
+- **keyframes** (context only): 24 real 10 s windows' poses every ``--key-every`` seconds (and their
+  last frame) given, the rest generated with the window's label: the decoder's error at the keyframes
+  before the blend and the output's, skating and jitter of the whole motion against the real window,
+  jerk and skating in the 20 frames around each inner keyframe against the real window's same
+  frames; the same for the keyframes interpolated linearly (the field's baseline).
 
-Prints one line per figure and writes benchmarks/results/long.json.
+``--parts`` picks what to measure (default: all). Prints one line per figure and writes benchmarks/results/long.json.
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ def main() -> None:
     ap.add_argument("--context-until", type=int, default=None,
                     help="Composer context_until (default: its own; 999: the known frames at every step)")
     ap.add_argument("--methods", default="context,inertialize")
+    ap.add_argument("--parts", default="joins,inbetween,keyframes",
+                    help="what to measure (default: %(default)s; joins covers speed and recognition)")
+    ap.add_argument("--key-every", type=float, default=1.0, help="keyframes: seconds between given poses")
     ap.add_argument("--results", type=Path, default=RESULTS, help="JSON to write (default: %(default)s)")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -127,7 +135,8 @@ def main() -> None:
                                          ("tail_s", args.tail_s), ("context_until", args.context_until))
             if v is not None}
     out["composer_options"] = opts
-    for method in args.methods.split(","):
+    parts = args.parts.split(",")
+    for method in args.methods.split(",") if "joins" in parts else []:
         composer = Composer(gen, method=method, **opts)
         composer.compose(six[:2], seed=99)  # warm-up: traces the frozen networks
         times = []
@@ -210,8 +219,44 @@ def main() -> None:
               f"segments without their first second {acc_later:.3f}")
         out["methods"][method] = res
 
-    # In-betweening: real first and last 0.5 s given, 4 s between.
     composer = Composer(gen, **opts)
+    if "inbetween" in parts:
+        out["inbetween"] = inbetween(composer, real, real_idx, data, rng)
+    if "keyframes" in parts:
+        out["keyframes"] = keyframes(composer, real, real_idx, data, args.key_every)
+    write_json(args.results, out)
+
+
+def _edges(motion: np.ndarray, real: np.ndarray, at: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The 20 frames around each of the frames ``at`` of a generated motion, and the real one's same frames."""
+    at = [b for b in at if AROUND <= b <= len(motion) - AROUND]
+    return [motion[b - AROUND:b + AROUND] for b in at], [real[b - AROUND:b + AROUND] for b in at]
+
+
+def _physics(gen_parts: list[np.ndarray], real_parts: list[np.ndarray], gen_edges: list[np.ndarray],
+             real_edges: list[np.ndarray], skeleton, fps: float) -> dict:
+    """Skating and jitter of generated motions against the real ones they stand for, and jerk and skating
+    in the 20 frames around the given frames against the real motions' same frames."""
+    from ramos.motion import metrics as M
+
+    g, r = np.stack(gen_parts), np.stack(real_parts)
+    edge_jerk = float(np.mean([_jerk(e, fps) for e in gen_edges]))
+    edge_jerk_real = float(np.mean([_jerk(e, fps) for e in real_edges]))
+    edge_skate, edge_skate_real = (M.foot_skating_ratio(np.stack(e), skeleton, fps) for e in (gen_edges, real_edges))
+    return {"skating": M.foot_skating_ratio(g, skeleton, fps), "skating_real": M.foot_skating_ratio(r, skeleton, fps),
+            "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps),
+            "boundaries": {"n": len(gen_edges), "jerk_mps3": edge_jerk, "jerk_real_mps3": edge_jerk_real,
+                           "jerk_ratio": edge_jerk / edge_jerk_real, "skating": edge_skate,
+                           "skating_real": edge_skate_real, "skating_ratio": edge_skate / max(edge_skate_real, 1e-9)}}
+
+
+def inbetween(composer, real: list[np.ndarray], real_idx: list[int], data, rng) -> dict:
+    """Real windows' first and last 0.5 s given, 4 s generated between with the window's label."""
+    from ramos.motion.compose import Segment
+
+    gen = composer.gen
+    fps = gen.fps
+    h, gap = gen.context_frames, round(4 * fps)
     h, gap = gen.context_frames, round(4 * fps)
     errs, out_errs, gen_parts, real_parts, gen_edges, real_edges = [], [], [], [], [], []
     for k, w in enumerate(real[:48]):
@@ -224,30 +269,65 @@ def main() -> None:
                      float(np.linalg.norm(motion[-h:] - piece[-h:], axis=-1).mean())]
         gen_parts.append(motion[h:-h])
         real_parts.append(piece[h:-h])
-        # Where given and generated frames meet: the 20 frames around each boundary, and the real
-        # window's same frames.
-        for b in (h, h + gap):
-            gen_edges.append(motion[b - AROUND:b + AROUND])
-            real_edges.append(piece[b - AROUND:b + AROUND])
-    g, r = np.stack(gen_parts), np.stack(real_parts)
-    edge_jerk = float(np.mean([_jerk(e, fps) for e in gen_edges]))
-    edge_jerk_real = float(np.mean([_jerk(e, fps) for e in real_edges]))
-    edge_skate, edge_skate_real = (M.foot_skating_ratio(np.stack(e), sk, fps) for e in (gen_edges, real_edges))
+        # Where given and generated frames meet: the 20 frames around each boundary.
+        e, r = _edges(motion, piece, [h, h + gap])
+        gen_edges += e
+        real_edges += r
     ib = {"n": len(gen_parts), "mean_error_at_given_frames_m": float(np.mean(errs)),
           "max_error_at_given_frames_m": float(np.max(errs)), "output_error_at_given_frames_m": float(np.max(out_errs)),
-          "skating": M.foot_skating_ratio(g, sk, fps),
-          "skating_real": M.foot_skating_ratio(r, sk, fps), "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps),
-          "boundaries": {"n": len(gen_edges), "jerk_mps3": edge_jerk, "jerk_real_mps3": edge_jerk_real,
-                         "jerk_ratio": edge_jerk / edge_jerk_real, "skating": edge_skate, "skating_real": edge_skate_real,
-                         "skating_ratio": edge_skate / max(edge_skate_real, 1e-9)}}
-    out["inbetween"] = ib
+          **_physics(gen_parts, real_parts, gen_edges, real_edges, gen.skeleton, fps)}
     print(f"in-betweening ({len(gen_parts)} x 4 s): the output's error at the given frames "
           f"{ib['output_error_at_given_frames_m'] * 100:.2f} cm (largest mean), the decoder's before it is blended away "
           f"{ib['mean_error_at_given_frames_m'] * 100:.1f} cm mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm); "
           f"generated frames: skating {ib['skating']:.3f} (real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} "
           f"(real {ib['jitter_real']:.0f}) m/s^3; the {len(gen_edges)} boundaries (20 frames each): jerk "
-          f"{edge_jerk / edge_jerk_real:.2f}x the real window's same frames, skating {edge_skate / max(edge_skate_real, 1e-9):.2f}x")
-    write_json(args.results, out)
+          f"{ib['boundaries']['jerk_ratio']:.2f}x the real window's same frames, skating {ib['boundaries']['skating_ratio']:.2f}x")
+    return ib
+
+
+def keyframes(composer, real: list[np.ndarray], real_idx: list[int], data, every_s: float) -> dict:
+    """Real 10 s windows' poses every ``every_s`` seconds (and the last) given as keyframes, the rest
+    generated with the window's label; and, the field's baseline, the same keyframes interpolated
+    linearly (joint by joint)."""
+    from ramos.motion.compose import Segment
+
+    gen = composer.gen
+    fps, every = gen.fps, max(1, round(every_s * gen.fps))
+    errs, out_errs, gen_m, interp_m, real_m, gen_edges, interp_edges, real_edges = ([] for _ in range(8))
+    t0 = time.perf_counter()
+    for k, w in enumerate(real[:24]):
+        at = sorted(set(range(0, len(w), every)) | {len(w) - 1})
+        lab = data.labels[data.label_id(real_idx[k])]
+        motion, offs = composer.inbetween(None, None, len(w), Segment(lab, len(w) / fps, is_label=True), seed=k,
+                                          keyframes=[(f, w[f]) for f in at])
+        errs += offs
+        out_errs.append(float(np.linalg.norm(motion[at] - w[at], axis=-1).mean(-1).max()))
+        t = np.arange(len(w))
+        lin = np.stack([np.interp(t, at, w[at, j, c]) for j in range(w.shape[1]) for c in range(3)], -1)
+        lin = lin.reshape(len(w), w.shape[1], 3).astype(np.float32)
+        gen_m.append(motion)
+        interp_m.append(lin)
+        real_m.append(w)
+        inner = at[1:-1]
+        for m, edges in ((motion, gen_edges), (lin, interp_edges)):
+            edges += _edges(m, w, inner)[0]
+        real_edges += _edges(w, w, inner)[1]
+    seconds = time.perf_counter() - t0
+    res = {"n": len(gen_m), "every_s": every_s, "keyframes_per_motion": len(at), "seconds_per_motion": seconds / len(gen_m),
+           "mean_error_at_keyframes_m": float(np.mean(errs)), "max_error_at_keyframes_m": float(np.max(errs)),
+           "output_error_at_keyframes_m": float(np.max(out_errs)),
+           **_physics(gen_m, real_m, gen_edges, real_edges, gen.skeleton, fps),
+           "interpolation": _physics(interp_m, real_m, interp_edges, real_edges, gen.skeleton, fps)}
+    for name, r in (("generated", res), ("linear interpolation", res["interpolation"])):
+        print(f"keyframes every {every_s:g} s ({len(gen_m)} x {len(real[0]) / fps:g} s), {name}: skating {r['skating']:.3f} "
+              f"({r['skating'] / r['skating_real']:.2f}x real {r['skating_real']:.3f}), jitter {r['jitter']:.0f} "
+              f"({r['jitter'] / r['jitter_real']:.2f}x real {r['jitter_real']:.0f}) m/s^3; around the "
+              f"{r['boundaries']['n']} inner keyframes: jerk {r['boundaries']['jerk_ratio']:.2f}x, skating "
+              f"{r['boundaries']['skating_ratio']:.2f}x the real frames")
+    print(f"keyframes: the output's error at them {res['output_error_at_keyframes_m'] * 100:.2f} cm (largest mean), "
+          f"the decoder's before the blend {res['mean_error_at_keyframes_m'] * 100:.1f} cm mean (max "
+          f"{res['max_error_at_keyframes_m'] * 100:.1f} cm); {res['seconds_per_motion']:.2f} s per motion")
+    return res
 
 
 if __name__ == "__main__":

@@ -136,6 +136,45 @@ def test_inbetweening_keeps_both_sides_exactly(gen, real):
         Composer(gen).inbetween(before, after, 30)
 
 
+def test_keyframes_are_met_exactly_with_or_without_sides(gen, real):
+    keys = [(14, real[24]), (0, real[10]), (29, real[39])]  # any order: sorted by frame
+    motion, offsets = Composer(gen).inbetween(None, None, 30, Segment("walk", 1.5, is_label=True), 1, keys)
+    assert motion.shape == (30, 22, 3) and len(offsets) == 3
+    for f, pose in keys:
+        assert np.array_equal(motion[f], pose)
+    before, after = real[:10], real[34:]
+    motion, offsets = Composer(gen).inbetween(before, after, 20, Segment("walk", 1.0, is_label=True), 1,
+                                              [(9, real[19])])
+    assert motion.shape == (10 + 20 + 6, 22, 3) and len(offsets) == 3
+    assert np.array_equal(motion[:10], before) and np.array_equal(motion[-6:], after)
+    assert np.array_equal(motion[10 + 9], real[19])
+
+
+@pytest.mark.parametrize("keys, message", [
+    ([(30, None)], "keyframe 1 at frame 30 is outside the generated motion \\(frames 0 to 29"),
+    ([(-1, None)], "outside the generated motion"),
+    ([(3, None), (3, None)], "two keyframes at frame 3"),
+    ([(3, "other")], "keyframe 1 has shape \\(1, 24, 3\\): another skeleton"),
+    ([], "needs frames before or after the gap, or keyframes"),
+])
+def test_bad_keyframes_are_one_line_errors(gen, real, keys, message):
+    keys = [(f, np.zeros((24, 3), np.float32) if p == "other" else real[0]) for f, p in keys]
+    with pytest.raises(GenerationError, match=message) as err:
+        Composer(gen).inbetween(None, None, 30, keyframes=keys)
+    assert "\n" not in str(err.value)
+
+
+def test_offsets_are_met_at_anchors_held_beyond_them_and_smooth_between():
+    from ramos.motion.compose import _offset_field
+
+    a, b = np.full((2, 3), 1.0, np.float32), np.full((2, 3), -2.0, np.float32)
+    f = _offset_field([(3, a), (13, b)], 0, 20)
+    assert np.allclose(f[:4], a) and np.allclose(f[13:], b)  # each anchor's offset at and beyond it
+    assert np.allclose(f[8], (a + b) / 2)  # half way: the mean
+    steps = np.diff(f[:, 0, 0])
+    assert np.all(steps <= 1e-6) and abs(steps[3]) < abs(steps[7]) > abs(steps[12])  # monotone, flat at the anchors
+
+
 def test_inertialize_baseline_joins_windows_without_known_frames(gen):
     out = Composer(gen, method="inertialize").compose([Segment("walk", 4.0, is_label=True)], seed=0)
     assert out.positions.shape == (80, 22, 3) and out.offsets_m == [0.0] * len(out.joins) and out.joins
@@ -220,6 +259,15 @@ def test_cli_composes_continues_and_inbetweens(trained, real, tmp_path):
                 "--after", str(tmp_path / "end.npy"), "--out", str(tmp_path / "c")) == 0
     index = json.loads((tmp_path / "c" / "index.json").read_text())
     assert index["motions"][0]["frames"] == 40 + 20 + 20
+    # keyframes: a file's first frame, or its frame at a time (FILE@T), placed in the generated part
+    assert _cli("--checkpoint", ckpt, "--label", "walk", "--seconds", "2", "--keyframe", str(tmp_path / "end.npy"), "0",
+                "--keyframe", f"{tmp_path / 'given.npy'}@1.5", "1.95", "--out", str(tmp_path / "d")) == 0
+    index = json.loads((tmp_path / "d" / "index.json").read_text())
+    out = np.load(tmp_path / "d" / index["motions"][0]["files"]["npy"])
+    floor = real[..., 1].min()
+    assert out.shape == (40, 22, 3) and np.allclose(out[39], real[30] - [0, floor, 0], atol=1e-5)
+    assert np.allclose(out[0], real[20] - [0, real[20:, :, 1].min(), 0], atol=1e-5)
+    assert [k["seconds"] for k in index["settings"]["keyframes"]] == [0.0, 1.95]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -227,9 +275,14 @@ def test_cli_composes_continues_and_inbetweens(trained, real, tmp_path):
     (["--label", "walk", "--seconds", "2", "--then", "run", "soon"], "number of seconds"),
     (["--label", "walk", "--then", "run", "2"], "--seconds"),
     (["--timeline", "missing.yaml"], "cannot read"),
+    (["--label", "walk", "--seconds", "2", "--keyframe", "given.npy", "2.5"], "--keyframe 1 at 2.5 s is outside"),
+    (["--label", "walk", "--seconds", "2", "--keyframe", "given.npy@9", "1"], "no frame at 9 s"),
+    (["--label", "walk", "--seconds", "2", "--keyframe", "given.npy@soon", "1"], "the time after @ must be seconds"),
+    (["--label", "walk", "--seconds", "2", "--then", "run", "2", "--keyframe", "given.npy", "1"], "not a timeline"),
 ])
-def test_cli_bad_long_motion_inputs_exit_non_zero_without_output(trained, tmp_path, capsys, extra, message):
-    args = [a if a != "missing.yaml" else str(tmp_path / a) for a in extra]
+def test_cli_bad_long_motion_inputs_exit_non_zero_without_output(trained, real, tmp_path, capsys, extra, message):
+    np.save(tmp_path / "given.npy", real)
+    args = [str(tmp_path / a) if a.startswith(("missing.yaml", "given.npy")) else a for a in extra]
     assert _cli("--checkpoint", str(trained[1]), *args, "--out", str(tmp_path / "out")) != 0
     err = capsys.readouterr().err
     assert message in err and not (tmp_path / "out").exists()

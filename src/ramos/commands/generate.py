@@ -8,11 +8,15 @@ OUT/index.json and OUT/index.html (a page playing them in 3D). Heavy imports hap
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ramos.motion.export.retarget import TargetRig
+    from ramos.motion.generate import MotionGenerator
 
 DEFAULT_DIFFUSION_CKPT = Path("runs/pipeline/diffusion/last.ckpt")
 """Where ``ramos pipeline`` leaves the motion diffusion checkpoint (the default of ``--checkpoint``)."""
@@ -59,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--after", type=Path, default=None, metavar="MOTION",
                    help="end in this motion: with --before, generate --seconds between the two (in-betweening); "
                         "alone, lead into it")
+    p.add_argument("--keyframe", nargs=2, action="append", default=None, metavar=("POSE", "SECONDS"),
+                   help="pass through this pose SECONDS into the generated part (repeat for several): POSE is a motion "
+                        "file as for --before (its first frame) or FILE@T (its frame at T seconds), e.g. --keyframe "
+                        "mocap.bvh@2.5 3; with --before and --after as well, the keyframes lie in the gap")
     p.add_argument("--join", choices=("context", "inertialize"), default="context",
                    help="how the windows of a long motion are joined: 'context' samples each next window given the "
                         "last frames (a generated transition), 'inertialize' samples it on its own and blends it on "
@@ -152,6 +160,40 @@ def _timeline(args: argparse.Namespace, texts: list[str] | None) -> list:
     return segments
 
 
+def read_keyframes(given: list[list[str]], gen: MotionGenerator, frames: int,
+                   body_model: Path | None) -> list[tuple[int, np.ndarray]]:
+    """The poses of ``--keyframe POSE SECONDS`` as (frame of the generated part, pose (J, 3)), read as
+    given motions are (:func:`~ramos.motion.compose.read_given_motion`); ``POSE`` is a file (its first frame)
+    or ``FILE@T`` (its frame at T seconds). One-line errors name the file and the problem."""
+    from ramos.motion.compose import read_given_motion
+    from ramos.motion.generate import GenerationError
+
+    keys, read = [], {}
+    for i, (pose, seconds) in enumerate(given, 1):
+        path, at = Path(pose), 0.0
+        if not path.exists() and "@" in pose:
+            name, _, when = pose.rpartition("@")
+            try:
+                path, at = Path(name), float(when)
+            except ValueError:
+                raise GenerationError(f"--keyframe {i}: {pose!r}: the time after @ must be seconds") from None
+        try:
+            t = float(seconds)
+        except ValueError:
+            raise GenerationError(f"--keyframe {i}: the time must be a number of seconds, got {seconds!r}") from None
+        if not math.isfinite(t) or not 0 <= round(t * gen.fps) < frames:
+            raise GenerationError(f"--keyframe {i} at {seconds} s is outside the generated motion "
+                                  f"(0 to {(frames - 1) / gen.fps:g} s)")
+        if path not in read:
+            read[path] = read_given_motion(path, gen, body_model)
+        x = read[path]
+        f = round(at * gen.fps)
+        if not math.isfinite(at) or not 0 <= f < len(x):
+            raise GenerationError(f"{path}: no frame at {at:g} s (it has {len(x) / gen.fps:g} s)")
+        keys.append((round(t * gen.fps), x[f]))
+    return keys
+
+
 def run_long(args: argparse.Namespace, texts: list[str] | None) -> int:
     """``ramos generate`` with --then, --timeline, --before or --after: one continuous motion per --n."""
     from ramos.motion.compose import Composer, read_given_motion
@@ -159,8 +201,9 @@ def run_long(args: argparse.Namespace, texts: list[str] | None) -> int:
     from ramos.motion.postprocess import planting_shift
 
     segments = _timeline(args, texts)
-    if args.after is not None and len(segments) != 1:
-        raise GenerationError("in-betweening (--after) takes one prompt and the gap's --seconds, not a timeline")
+    if (args.after is not None or args.keyframe) and len(segments) != 1:
+        raise GenerationError("in-betweening (--after, --keyframe) takes one prompt and the generated part's "
+                              "--seconds, not a timeline")
     n = args.n if args.n is not None else 1
     if n < 1:
         raise GenerationError(f"--n must be at least 1, got {n}")
@@ -174,11 +217,14 @@ def run_long(args: argparse.Namespace, texts: list[str] | None) -> int:
     before = None if args.before is None else read_given_motion(args.before, gen, args.body_model)
     after = None if args.after is None else read_given_motion(args.after, gen, args.body_model)
     frames = composer.check_segments(segments)
+    keys = read_keyframes(args.keyframe or [], gen, frames[0], args.body_model)
+    composer.check_keyframes(keys, frames[0])
+    between = after is not None or bool(keys)
     motions, timelines = [], []
     for k in range(n):
         seed = args.seed + 1000 * k
-        if after is not None:
-            motion, _ = composer.inbetween(before, after, frames[0], segments[0], seed)
+        if between:
+            motion, _ = composer.inbetween(before, after, frames[0], segments[0], seed, keys)
             start = 0 if before is None else len(before)
             parts = [{"prompt": segments[0].prompt, "start": start, "end": start + frames[0]}]
         else:
@@ -195,8 +241,9 @@ def run_long(args: argparse.Namespace, texts: list[str] | None) -> int:
     settings = {"seed": args.seed, "n": n, "timeline": [{"prompt": s.prompt, "seconds": s.seconds,
                                                          "label": s.is_label} for s in segments],
                 "segments_frames": timelines, "before": None if args.before is None else str(args.before),
-                "after": None if args.after is None else str(args.after), "method": composer.method,
-                "plant_feet": not args.no_plant_feet and args.after is None,
+                "after": None if args.after is None else str(args.after),
+                "keyframes": [{"pose": pose, "seconds": float(t)} for pose, t in args.keyframe or []],
+                "method": composer.method, "plant_feet": not args.no_plant_feet and not between,
                 "checkpoint": str(args.checkpoint), **gen.sampling.to_dict()}
     out = export_motions(motions, args.out, gen.fps, gen.skeleton, [None] * n, [args.seed + 1000 * k for k in range(n)],
                          settings, video=args.video, bvh=not args.no_bvh, overwrite=args.overwrite,
@@ -224,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             except PromptError as exc:
                 raise GenerationError(str(exc)) from None
             texts += read_prompts(args.prompts) if args.prompts is not None else []
-        if args.then or args.timeline is not None or args.before is not None or args.after is not None:
+        if args.then or args.timeline is not None or args.before is not None or args.after is not None or args.keyframe:
             return run_long(args, texts)
         n = args.n if args.n is not None else len(texts) if texts else 8
         if n < 1:

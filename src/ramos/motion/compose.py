@@ -216,18 +216,6 @@ def join_motions(a: np.ndarray, b: np.ndarray, blend: int, skeleton: Skeleton = 
     return np.concatenate([np.asarray(a, np.float32), inertialize(b, a[-3:], blend)])
 
 
-def _blend_offsets(x: np.ndarray, delta: np.ndarray, length: int) -> np.ndarray:
-    """A copy of ``x`` (T, J, 3) with ``delta`` (J, 3) added to its first frame, fading out smoothly
-    (zero slope at both ends) over ``length`` frames."""
-    out = np.array(x, dtype=np.float32, copy=True)
-    length = min(length, len(out))
-    if length > 0:
-        u = np.arange(length, dtype=np.float32) / length
-        w = 1.0 - u * u * (3.0 - 2.0 * u)
-        out[:length] += w[:, None, None] * np.asarray(delta, np.float32)[None]
-    return out
-
-
 class Composer:
     """Long motions from one :class:`MotionGenerator` (see the module doc).
 
@@ -320,9 +308,11 @@ class Composer:
         return torch.from_numpy(context_condition(x[pick].reshape(1, -1), self.stats, key))
 
     def _window(self, y: torch.Tensor | None, frames: int, seed: int, prefix: np.ndarray | None = None,
-                suffix: np.ndarray | None = None, fit: bool = False) -> np.ndarray:
+                suffix: np.ndarray | None = None,
+                known: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
         """One sampled window (frames, J, 3) in its own coordinates, given known frames or not; with
-        ``fit``, its latent is then fitted to them (:meth:`_fit`)."""
+        ``known`` (pairs of window frames and their poses), its latent is then fitted to them (:meth:`_fit`)
+        and the ``prefix`` and ``suffix`` are given to the denoiser at every step."""
         gen, m = self.gen, self.gen.module
         sampling = self.sampling
         cond = {"length": torch.tensor([frames / gen.fps])}
@@ -332,10 +322,8 @@ class Composer:
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None]
         mask = torch.arange(gen.window)[None] < frames
         z = m.sample_latents(1, y, steps=sampling.steps, sampler=sampling.sampler, guidance=sampling.guidance,
-                             cond=cond, noise=noise, cond_until=None if fit else self.context_until)
-        known = [(np.arange(len(k)) if end == 0 else np.arange(frames - len(k), frames), k)
-                 for k, end in ((prefix, 0), (suffix, 1)) if k is not None]
-        if fit and known and self.fit_steps > 0:
+                             cond=cond, noise=noise, cond_until=None if known is not None else self.context_until)
+        if known and self.fit_steps > 0:
             z = self._fit(z, mask, known)
         with torch.no_grad():
             return m.from_latent(z, mask).float().numpy()[0, :frames]
@@ -446,48 +434,88 @@ class Composer:
         return ComposedMotion(positions, self.gen.fps, parts, [int(s) for s in starts], offsets)
 
     def inbetween(self, before: np.ndarray | None, after: np.ndarray | None, frames: int,
-                  prompt: Segment | None = None, seed: int = 0) -> tuple[np.ndarray, list[float]]:
-        """The given frames ``before`` (a prefix) and ``after`` (a suffix), world coordinates, with
-        ``frames`` generated frames between them (``prompt``, a segment whose duration is ignored, says
-        what happens there). Either side may
-        be missing (then it is continuation, or a lead-in to ``after``); the result holds the given
-        frames exactly. Returns the motion (len(before) + frames + len(after), J, 3) and the decoder's
-        mean joint offset (m) from each given side before it was blended away."""
-        if before is None and after is None:
-            raise GenerationError("in-betweening needs frames before or after the gap")
+                  prompt: Segment | None = None, seed: int = 0,
+                  keyframes: Sequence[tuple[int, np.ndarray]] = ()) -> tuple[np.ndarray, list[float]]:
+        """``frames`` generated frames between the given frames ``before`` (a prefix) and ``after`` (a
+        suffix), through the ``keyframes`` (pairs of a frame of the generated part, 0 to ``frames`` - 1,
+        and a pose (J, 3)); all in world coordinates. ``prompt`` (a segment whose duration is ignored)
+        says what happens. Any of the three may be missing, not all (``before`` alone is continuation;
+        ``after`` alone a lead-in). The result holds every given frame exactly. Returns the motion
+        (len(before) + frames + len(after), J, 3) and the decoder's mean joint offset (m) from the given
+        frames before it was blended away: the side before, each keyframe in order, the side after."""
         if self.method != "context":
             raise GenerationError("in-betweening needs known frames: use the 'context' join (--join context)")
         h, gen = self.context, self.gen
         before = None if before is None else self.check_motion(before, "the frames before the gap")
         after = None if after is None else self.check_motion(after, "the frames after the gap")
+        keys = self.check_keyframes(keyframes, frames)
+        if before is None and after is None and not keys:
+            raise GenerationError("in-betweening needs frames before or after the gap, or keyframes")
         kb = 0 if before is None else min(h, len(before))
         ka = 0 if after is None else min(h, len(after))
         if frames < 1 or kb + frames + ka > gen.window:
             raise GenerationError(f"a gap of {frames} frames is outside 1..{gen.window - kb - ka} (one window of "
                                   f"{gen.window} frames holds the gap and {kb + ka} known frames)")
         y = self._conditions([prompt or Segment(None, frames / gen.fps)])
-        anchor = before[-kb] if before is not None else after[0]
+        anchor = before[-kb] if before is not None else after[0] if after is not None else keys[0][1]
         place = Placement.canonical(anchor, gen)
         known_b = None if before is None else place(before[-kb:])
         known_a = None if after is None else place(after[:ka])
         n = kb + frames + ka
-        window = self._window(y, n, seed, prefix=known_b, suffix=known_a, fit=True)
-        # As when continuing: the window turned and shifted (one rigid move for both sides) to where its
-        # own version of the given frames lies closest to them, so the blend below carries less.
-        idx = np.r_[np.arange(kb), np.arange(n - ka, n)]
-        known = np.concatenate([k for k in (known_b, known_a) if k is not None])
-        window = Placement.fit(window[idx], known)(window)
-        offsets = []
-        gap = window[kb:kb + frames]
-        if known_b is not None:
-            offsets.append(float(np.linalg.norm(window[:kb] - known_b, axis=-1).mean()))
-            gap = _blend_offsets(gap, known_b[-1] - window[kb - 1], frames)
-        if known_a is not None:
-            offsets.append(float(np.linalg.norm(window[kb + frames:] - known_a, axis=-1).mean()))
-            gap = _blend_offsets(gap[::-1], known_a[0] - window[kb + frames], frames)[::-1]
-        gap = place.inverse()(self._rigid(np.ascontiguousarray(gap)))
+        # Every given frame by its place in the window: the sides are also the denoiser's known frames,
+        # the keyframes are met by the latent fit and the blend only.
+        key_w = [(kb + f, place(p[None])[0]) for f, p in keys]
+        known = ([(np.arange(kb), known_b)] if known_b is not None else []) + \
+            [(np.array([i]), k[None]) for i, k in key_w] + \
+            ([(np.arange(n - ka, n), known_a)] if known_a is not None else [])
+        window = self._window(y, n, seed, prefix=known_b, suffix=known_a, known=known)
+        # As when continuing: the window turned and shifted (one rigid move for all given frames) to where
+        # its own version of them lies closest to them, so the blend below carries less.
+        idx = np.concatenate([i for i, _ in known])
+        window = Placement.fit(window[idx], np.concatenate([k for _, k in known]))(window)
+        offsets = [float(np.linalg.norm(window[i] - k, axis=-1).mean()) for i, k in known]
+        # What is left is blended away over the gap: the given frames next to it (the last before, each
+        # keyframe, the first after) keep their whole difference, smoothly less towards the next one.
+        anchors = ([(kb - 1, known_b[-1])] if known_b is not None else []) + key_w + \
+            ([(kb + frames, known_a[0])] if known_a is not None else [])
+        anchors = [(i, k - window[i]) for i, k in anchors]
+        gap = self._rigid(np.ascontiguousarray(window[kb:kb + frames] + _offset_field(anchors, kb, kb + frames)))
+        gap = place.inverse()(gap)
+        for f, p in keys:  # the rigid layer moves a given pose by a hair: it is put back exactly
+            gap[f] = p
         parts = [p for p in (before, gap, after) if p is not None]
         return np.concatenate(parts), offsets
+
+    def check_keyframes(self, keyframes: Sequence[tuple[int, np.ndarray]], frames: int) -> list[tuple[int, np.ndarray]]:
+        """Keyframes (frame of the generated part, pose) checked and sorted by frame (one-line errors for
+        a frame outside the motion, a frame given twice, a pose of another skeleton)."""
+        keys = []
+        for i, (f, pose) in enumerate(keyframes, 1):
+            if isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= f < frames:
+                raise GenerationError(f"keyframe {i} at frame {f!r} is outside the generated motion "
+                                      f"(frames 0 to {frames - 1}, {(frames - 1) / self.gen.fps:g} s at {self.gen.fps:g} fps)")
+            keys.append((int(f), self.check_motion(np.asarray(pose)[None], f"keyframe {i}")[0]))
+        seen = [f for f, _ in keys]
+        if len(set(seen)) < len(seen):
+            twice = sorted({f for f in seen if seen.count(f) > 1})
+            raise GenerationError(f"two keyframes at frame {twice[0]}: give one pose per frame")
+        return sorted(keys, key=lambda k: k[0])
+
+
+def _offset_field(anchors: Sequence[tuple[int, np.ndarray]], start: int, stop: int) -> np.ndarray:
+    """Offsets (stop - start, J, 3) for the frames ``start`` to ``stop`` - 1: each anchor's (frame, (J, 3))
+    offset at its frame, a smoothstep between consecutive anchors (zero slope at each, so the motion's
+    velocity there is its own), and the nearest anchor's offset beyond the first and the last (a
+    constant shift adds no velocity)."""
+    at = np.array([a for a, _ in anchors], dtype=np.float64)
+    delta = np.stack([np.asarray(d, np.float64) for _, d in anchors])
+    t = np.arange(start, stop, dtype=np.float64)
+    k = np.clip(np.searchsorted(at, t, side="right") - 1, 0, len(at) - 1)
+    k2 = np.minimum(k + 1, len(at) - 1)
+    span = at[k2] - at[k]
+    u = np.clip(np.where(span > 0, (t - at[k]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
+    s = (u * u * (3.0 - 2.0 * u))[:, None, None]
+    return ((1.0 - s) * delta[k] + s * delta[k2]).astype(np.float32)
 
 
 # --- given motions from files -------------------------------------------------------------------
