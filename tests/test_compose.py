@@ -222,6 +222,12 @@ def test_given_motions_are_read_from_npy_and_bvh_onto_the_model(gen, real, tmp_p
     np.save(tmp_path / "m.npy", real)
     x = read_given_motion(tmp_path / "m.npy", gen)
     assert np.allclose(x, real - [0, real[..., 1].min(), 0], atol=1e-6)  # floor at 0; no rest skeleton: as given
+    from ramos.motion import hml263
+
+    np.save(tmp_path / "vecs.npy", hml263.features(real))  # HumanML3D's new_joint_vecs of the same motion
+    v = read_given_motion(tmp_path / "vecs.npy", gen)
+    bones = lambda y: np.linalg.norm(y[:, 1:] - y[:, gen.skeleton.parents[1:]], axis=-1)  # noqa: E731
+    assert v.shape == (len(real) - 1, 22, 3) and np.allclose(bones(v), bones(real[:-1]), atol=1e-4)
     save_bvh(real, tmp_path / "m.bvh", gen.skeleton, 40.0)  # another frame rate: resampled to the model's
     b = read_given_motion(tmp_path / "m.bvh", gen)
     assert b.shape == (20, 22, 3) and abs(b[..., 1].min()) < 1e-6

@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a YAML or JSON list of segments ({text: ..., seconds: ...} or {label: ..., seconds: ...}) "
                         "made into one continuous motion")
     p.add_argument("--before", type=Path, default=None, metavar="MOTION",
-                   help="continue this motion (.npy joint positions, .bvh, or AMASS .npz with --body-model): "
+                   help="continue this motion (.npy joint positions or HumanML3D new_joint_vecs, .bvh, or AMASS .npz "
+                        "with --body-model): "
                         "the output starts with it, unchanged")
     p.add_argument("--after", type=Path, default=None, metavar="MOTION",
                    help="end in this motion: with --before, generate --seconds between the two (in-betweening); "

@@ -525,10 +525,11 @@ def read_given_motion(path: str | Path, gen: MotionGenerator, body_model: str | 
     rate, y up and floor (the lowest joint at 0), its proportions scaled to the model's legs and its
     bones put on the model's rest skeleton.
 
-    ``.npy``: (T, 22, 3) joint positions (HumanML3D ``new_joints`` or RaMoS's own output), at ``fps``
-    (default: the model's); ``.bvh``: any rig the BVH reader maps; ``.npz``: an AMASS sequence (needs
+    ``.npy``: (T, 22, 3) joint positions (HumanML3D ``new_joints`` or RaMoS's own output) or HumanML3D's
+    (T, 263) ``new_joint_vecs``, at ``fps`` (default: the model's); ``.bvh``: any rig the BVH reader maps; ``.npz``: an AMASS sequence (needs
     ``body_model``). Errors are one line naming the file (:class:`GenerationError`).
     """
+    from ramos.motion import hml263
     from ramos.motion.clip import ClipError
     from ramos.motion.io import amass, bvh
     from ramos.motion.io._common import load_npy
@@ -542,6 +543,8 @@ def read_given_motion(path: str | Path, gen: MotionGenerator, body_model: str | 
         suffix = path.suffix.lower()
         if suffix == ".npy":
             x = np.asarray(load_npy(path), dtype=np.float32)
+            if x.ndim == 2 and x.shape[1] == hml263.DIM and sk.num_joints == hml263.NUM_JOINTS:
+                x = hml263.joints(x)  # HumanML3D's new_joint_vecs: its own recover_from_ric
             if x.ndim != 3 or x.shape[1:] != (sk.num_joints, 3):
                 raise ClipError(f"{path}: shape {tuple(x.shape)} is another skeleton than the model's "
                                 f"({sk.num_joints} joints: (frames, {sk.num_joints}, 3))")
