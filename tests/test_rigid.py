@@ -89,6 +89,50 @@ def test_gradients_flow_through_the_layer() -> None:
     assert pos.grad is not None and torch.isfinite(pos.grad).all() and pos.grad.abs().sum() > 0
 
 
+def _hip_yaw_steps(x: np.ndarray) -> np.ndarray:
+    v = x[:, HUMANML3D.index("right_hip")] - x[:, HUMANML3D.index("left_hip")]
+    a = np.arctan2(v[:, 0], v[:, 2])
+    return np.degrees(np.abs((np.diff(a) + np.pi) % (2 * np.pi) - np.pi))
+
+
+def _turn_hips(x: np.ndarray, frame: int, degrees: float, scale: float) -> None:
+    """The hips of one frame turned about the pelvis by ``degrees`` and scaled towards it (in place)."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], np.float32)
+    for name in ("left_hip", "right_hip"):
+        j = HUMANML3D.index(name)
+        x[frame, j] = x[frame, 0] + scale * (x[frame, j] - x[frame, 0]) @ rot.T
+
+
+def test_a_decoder_flip_of_the_hips_becomes_a_turn_and_a_spike_is_ignored() -> None:
+    """Decoders take quick half turns by shrinking the hips to a point and growing them back mirrored,
+    and now and then write one frame pointing elsewhere at full width: the pelvis would flip in one
+    frame (real motion turns it by at most 45 degrees); the steady layer turns it instead."""
+    pos = _clip("jump")[:60]
+    layer = RigidSkeleton(HUMANML3D.to_dict(), rest_skeleton(pos, HUMANML3D).tolist())
+    flip = pos.copy()
+    for f, (deg, scale) in zip(range(20, 25), [(10, 0.6), (40, 0.3), (150, 0.05), (170, 0.3), (180, 0.6)]):
+        _turn_hips(flip, f, deg, scale)  # shrinking, collapsed pointing anywhere, growing back mirrored
+    flip[25:] = pos[25:]
+    for f in range(25, 60):
+        _turn_hips(flip, f, 180, 1.0)
+    _turn_hips(flip, 40, 120, 1.0)  # one frame elsewhere, at full width
+    steady = layer(torch.from_numpy(flip)).numpy()
+    raw = layer(torch.from_numpy(flip), steady=False).numpy()
+    assert _hip_yaw_steps(raw[15:30]).max() > 90 and _hip_yaw_steps(raw[35:45]).max() > 90
+    assert _hip_yaw_steps(steady[15:30]).max() < 60  # the half turn spread over the collapsed frames
+    assert _hip_yaw_steps(steady[35:45]).max() < 10  # the spike gone: the clip's own turning
+    assert np.allclose(steady[:19], raw[:19], atol=1e-6) and np.allclose(steady[26:39], raw[26:39], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["walk", "spinkick", "cartwheel", "backflip"])
+def test_captured_motion_is_left_alone_by_the_steady_layer(name: str) -> None:
+    pos = _clip(name)
+    layer = RigidSkeleton(HUMANML3D.to_dict(), rest_skeleton(pos, HUMANML3D).tolist())
+    with torch.no_grad():
+        assert torch.equal(layer(torch.from_numpy(pos)), layer(torch.from_numpy(pos), steady=False))
+
+
 def test_bad_rest_skeletons_are_one_clear_line() -> None:
     rest = rest_skeleton(_clip("walk"), HUMANML3D)
     with pytest.raises(ValueError, match=r"offsets must be \(22, 3\)"):

@@ -28,6 +28,7 @@ weights; trained through, the decoder learns to aim the bones where the data has
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,12 @@ _EPS = 1e-8
 _EPS_NP = 1e-9
 FABRIK_ITERATIONS = 2
 """Backward-forward passes that bring each chain's end to its decoded place (legs end at the feet)."""
+MIN_WIDTH = 0.5
+"""A cluster's decoded across vector (hip to hip, collar to collar) shorter than this share of the rest
+skeleton's says too little about where it points (:func:`_steady`)."""
+MAX_SPIKE_DEG = 45.0
+"""A cluster's across direction this far off its neighbours' is a decoder spike (:func:`_despike`): real
+motion turns the hips by at most 45 degrees from one frame to the next (benchmarks/diag_pops.py)."""
 
 
 def children(parents: list[int] | tuple[int, ...]) -> list[list[int]]:
@@ -73,6 +80,64 @@ def _cluster_axes(vectors: Tensor, pair: tuple[int, int], rest_k: int) -> tuple[
     return across, middle
 
 
+def _steady(across: Tensor, width: float, up: int) -> Tensor:
+    """``across`` (..., T, 3), a cluster's across vector over time, with the frames where it is shorter
+    than :data:`MIN_WIDTH` of the rest ``width`` given a direction turned, about the ``up`` axis, from
+    the nearest longer frame before to the one after (the shorter way round), its tilt interpolated.
+
+    Why: a decoder that writes positions may take the body through a quick half turn by shrinking the
+    hips (or shoulders) to a point and growing them back mirrored, not by turning them. The rigid
+    cluster would follow that vector's direction and flip the pelvis in one frame (a "pop", up to 170
+    degrees where real motion turns at most 45 degrees per frame); turned through the frames where
+    the decoded vector is too short to say where it points, the pelvis turns instead."""
+    t_len = across.shape[-2]
+    ok = torch.linalg.vector_norm(across, dim=-1) >= MIN_WIDTH * width
+    t = torch.arange(t_len, device=across.device).expand_as(ok)
+    prev = torch.cummax(torch.where(ok, t, -1), dim=-1).values
+    nxt = torch.cummin(torch.where(ok, t, t_len).flip(-1), dim=-1).values.flip(-1)
+    fix = ~ok & ((prev >= 0) | (nxt < t_len))
+    if not bool(fix.any()):
+        return across
+    a_i = torch.where(prev >= 0, prev, nxt).clamp(0, t_len - 1)
+    b_i = torch.where(nxt < t_len, nxt, prev).clamp(0, t_len - 1)
+    unit = across / torch.linalg.vector_norm(across, dim=-1, keepdim=True).clamp_min(_EPS)
+    a = unit.gather(-2, a_i[..., None].expand(*a_i.shape, 3))
+    b = unit.gather(-2, b_i[..., None].expand(*b_i.shape, 3))
+    w = torch.where(b_i > a_i, (t - a_i) / (b_i - a_i).clamp_min(1), torch.zeros_like(a_i)).to(across)[..., None]
+    h1, h2 = [k for k in range(3) if k != up]
+
+    def yaw(v: Tensor) -> tuple[Tensor, Tensor]:
+        flat = torch.linalg.vector_norm(v[..., [h1, h2]], dim=-1)
+        safe = flat > 1e-6  # atan2(0, 0) has no gradient
+        return torch.atan2(torch.where(safe, v[..., h1], 0.0), torch.where(safe, v[..., h2], 1.0)), flat
+
+    (ya, fa), (yb, fb) = yaw(a), yaw(b)
+    turn = torch.remainder(yb - ya + math.pi, 2 * math.pi) - math.pi
+    angle = ya + w[..., 0] * turn
+    flat = fa + w[..., 0] * (fb - fa)
+    out = torch.empty_like(across)
+    out[..., h1], out[..., h2] = flat * torch.sin(angle), flat * torch.cos(angle)
+    out[..., up] = a[..., up] + w[..., 0] * (b[..., up] - a[..., up])
+    return _despike(torch.where(fix[..., None], out, across), width)
+
+
+def _despike(across: Tensor, width: float) -> Tensor:
+    """``across`` (..., T, 3) with each frame whose direction is more than :data:`MAX_SPIKE_DEG` off what its
+    two neighbours on each side say (their directions, weighted 1-4-4-1 and by their length, up to the
+    rest ``width``) given theirs: a decoder writes the odd frame of a quick turn pointing elsewhere,
+    at full width."""
+    if across.shape[-2] < 3:
+        return across
+    length = torch.linalg.vector_norm(across, dim=-1, keepdim=True)
+    u = across / length.clamp_min(_EPS) * (length / width).clamp(max=1.0)
+    p = torch.cat([u[..., :1, :], u[..., :1, :], u, u[..., -1:, :], u[..., -1:, :]], dim=-2)
+    n = p[..., :-4, :] + 4 * p[..., 1:-3, :] + 4 * p[..., 3:-1, :] + p[..., 4:, :]
+    n_len = torch.linalg.vector_norm(n, dim=-1, keepdim=True)
+    cos = (across * n).sum(-1, keepdim=True) / (length * n_len).clamp_min(_EPS)
+    spike = (cos < math.cos(math.radians(MAX_SPIKE_DEG))) & (n_len > 2.0)
+    return torch.where(spike, n / n_len.clamp_min(_EPS) * width, across)
+
+
 class RigidSkeleton(nn.Module):
     """Positions (..., J, 3) -> the same motion on one rigid skeleton (see the module doc).
 
@@ -80,6 +145,10 @@ class RigidSkeleton(nn.Module):
         skeleton: ``Skeleton.to_dict()`` of the joints.
         offsets: (J, 3) rest offset of every joint from its parent, metres (the root's is ignored);
             :func:`rest_skeleton` computes them from data.
+
+    Called with frames in time order on the third axis from the end ((..., T, J, 3), as a decoder's
+    output is), ``steady=True`` turns clusters through frames where the decoded children collapse
+    (:func:`_steady`).
     """
 
     def __init__(self, skeleton: dict[str, Any], offsets: list[list[float]]) -> None:
@@ -123,12 +192,15 @@ class RigidSkeleton(nn.Module):
             seen += sum(len(c) for c in chains)
             starts = [c for chain in chains for c in (kids[chain[-1]] if len(kids[chain[-1]]) > 1 else [])]
         assert seen == sk.num_joints
+        self.up = sk.up_axis
+        self.widths = {p: float(torch.linalg.vector_norm(off[cs[i]] - off[cs[j]])) for p, (_, cs, (i, j)) in self.clusters.items()}
         self.register_buffer("offsets", off)
         self.register_buffer("rest_frames_t", torch.stack(rest_frames) if rest_frames else torch.zeros(0, 3, 3),
                              persistent=False)
 
-    def forward(self, positions: Tensor) -> Tensor:
-        """Rigid positions (..., J, 3), the root where ``positions`` has it."""
+    def forward(self, positions: Tensor, steady: bool = True) -> Tensor:
+        """Rigid positions (..., J, 3), the root where ``positions`` has it (``steady``: see the class doc)."""
+        steady = steady and positions.dim() >= 3 and positions.shape[-3] > 1
         out = torch.empty_like(positions)
         out[..., self.root, :] = positions[..., self.root, :]
         for wave in self.waves:
@@ -140,7 +212,10 @@ class RigidSkeleton(nn.Module):
                     if end in self.clusters:
                         k, cs, pair = self.clusters[end]
                         aim = positions[..., cs, :] - out[..., end : end + 1, :]
-                        turn = _frame(*_cluster_axes(aim, pair, len(cs))) @ self.rest_frames_t[k]
+                        across, other = _cluster_axes(aim, pair, len(cs))
+                        if steady:
+                            across = _steady(across, self.widths[end], self.up)
+                        turn = _frame(across, other) @ self.rest_frames_t[k]
                         out[..., cs, :] = out[..., end : end + 1, :] + (
                             turn[..., None, :, :] @ self.offsets[cs, :, None])[..., 0]
         return out
@@ -271,7 +346,8 @@ def make_rigid(positions: np.ndarray, skeleton: Skeleton, offsets: np.ndarray | 
         offsets = rest_skeleton(flat, skeleton)
     layer = RigidSkeleton(skeleton.to_dict(), np.asarray(offsets).tolist())
     with torch.no_grad():
-        out = layer(torch.as_tensor(flat, dtype=torch.float32)).numpy()
+        # steady=False: captured clips do not collapse, and ``flat`` may join several clips' frames.
+        out = layer(torch.as_tensor(flat, dtype=torch.float32), steady=False).numpy()
     up = skeleton.up_axis
     out[..., up] += flat[..., up].min() - out[..., up].min()
     return out.reshape(pos.shape).astype(pos.dtype, copy=False)
