@@ -86,6 +86,7 @@ def main() -> None:
     ap.add_argument("--blend-s", type=float, default=None, help="Composer blend_s (default: its own)")
     ap.add_argument("--guidance", type=float, default=None, help="Composer guidance (default: the checkpoint's)")
     ap.add_argument("--tail-s", type=float, default=None, help="Composer tail_s (default: its own)")
+    ap.add_argument("--candidates", type=int, default=None, help="Composer candidates (default: its own)")
     ap.add_argument("--context-until", type=int, default=None,
                     help="Composer context_until (default: its own; 999: the known frames at every step)")
     ap.add_argument("--methods", default="context,inertialize")
@@ -132,7 +133,8 @@ def main() -> None:
                  for _ in range(args.timelines)]
     encoder = text_encoder()
     opts = {k: v for k, v in (("fit_steps", args.fit_steps), ("blend_s", args.blend_s), ("guidance", args.guidance),
-                                         ("tail_s", args.tail_s), ("context_until", args.context_until))
+                                         ("tail_s", args.tail_s), ("context_until", args.context_until),
+                                         ("candidates", args.candidates))
             if v is not None}
     out["composer_options"] = opts
     parts = args.parts.split(",")
@@ -308,7 +310,7 @@ def keyframes(composer, real: list[np.ndarray], real_idx: list[int], data, every
         gen_m.append(motion)
         interp_m.append(lin)
         real_m.append(w)
-        inner = at[1:-1]
+        inner = at[1:-1] or at
         for m, edges in ((motion, gen_edges), (lin, interp_edges)):
             edges += _edges(m, w, inner)[0]
         real_edges += _edges(w, w, inner)[1]

@@ -173,6 +173,12 @@ def test_offsets_are_met_at_anchors_held_beyond_them_and_smooth_between():
     assert np.allclose(f[8], (a + b) / 2)  # half way: the mean
     steps = np.diff(f[:, 0, 0])
     assert np.all(steps <= 1e-6) and abs(steps[3]) < abs(steps[7]) > abs(steps[12])  # monotone, flat at the anchors
+    # A joint that travels takes the change as it travels: none while it stands (a planted foot stays planted).
+    path = np.zeros((20, 2))
+    path[8:, 1] = np.arange(1, 13) * 0.02  # joint 1 stands until frame 7, then moves 2 cm a frame
+    g = _offset_field([(3, a), (13, b)], 0, 20, path)
+    assert np.allclose(g[:, 0], f[:, 0]) and np.allclose(g[:8, 1], a[1]) and np.allclose(g[13:, 1], b[1])
+    assert np.allclose(np.diff(g[7:14, 1, 0]), (b - a)[1, 0] / 6)  # evenly over its 6 moving frames
 
 
 def test_inertialize_baseline_joins_windows_without_known_frames(gen):

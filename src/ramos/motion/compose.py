@@ -53,6 +53,12 @@ TAIL_S = 1.0
 FIT_STEPS = 10
 """In-betweening: gradient steps on the sampled latent towards the given frames (through the decoder)
 before the rest is blended away (continuation takes none: they made the joins rougher, docs/generation.md)."""
+MIN_TRAVEL_M = 0.05
+"""In-betweening: a foot that travels at least this far between two given frames takes the blend's change
+of offset as it travels (none while it stands: :func:`_offset_field`)."""
+CANDIDATES = 16
+"""In-betweening: windows sampled in one batch, of which the one whose frames lie nearest the given ones is
+kept (the keyframes are not conditions of the denoiser; docs/generation.md measures 1 against 16)."""
 CONTEXT_UNTIL = 500
 """``context``: the known prefix is given to the denoiser only at timesteps <= this (of 1,000), the
 last 4 of the 10 default reverse steps. The early steps, which settle what the window does, then follow
@@ -229,19 +235,20 @@ class Composer:
         tail_s: seconds sampled past what each window keeps (0: none).
         context_until: continuation windows get their known prefix only at timesteps <= this
             (:data:`CONTEXT_UNTIL`; None: at every step). In-betweening gives both sides at every step.
+        candidates: in-betweening: windows sampled, the one nearest the given frames kept (:data:`CANDIDATES`).
     """
 
     def __init__(self, gen: MotionGenerator, method: str = "context", blend_s: float = BLEND_S,
                  steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
                  fit_steps: int = FIT_STEPS, tail_s: float = TAIL_S,
-                 context_until: int | None = CONTEXT_UNTIL) -> None:
+                 context_until: int | None = CONTEXT_UNTIL, candidates: int = CANDIDATES) -> None:
         if method not in METHODS:
             raise GenerationError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if method == "context" and gen.context_frames < 1:
             raise GenerationError(f"{gen.checkpoint or 'this model'} was trained without known frames "
                                   "(context_frames 0): it cannot continue a motion; train it again with this "
                                   "version of RaMoS, or use method 'inertialize'")
-        self.gen, self.method, self.fit_steps = gen, method, fit_steps
+        self.gen, self.method, self.fit_steps, self.candidates = gen, method, fit_steps, candidates
         self.context_until = context_until
         self.stats = gen.info.get("context") or {}
         d = gen.sampling
@@ -310,19 +317,33 @@ class Composer:
     def _window(self, y: torch.Tensor | None, frames: int, seed: int, prefix: np.ndarray | None = None,
                 suffix: np.ndarray | None = None,
                 known: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
-        """One sampled window (frames, J, 3) in its own coordinates, given known frames or not; with
-        ``known`` (pairs of window frames and their poses), its latent is then fitted to them (:meth:`_fit`)
-        and the ``prefix`` and ``suffix`` are given to the denoiser at every step."""
+        """One sampled window (frames, J, 3) in its own coordinates, given known frames or not. With
+        ``known`` (pairs of window frames and their poses) the ``prefix`` and ``suffix`` are given to the
+        denoiser at every step, :attr:`candidates` windows are sampled in one batch, the one whose frames
+        lie closest to the known ones (after one rigid move, :meth:`Placement.fit`) is kept, and its
+        latent is fitted to them (:meth:`_fit`)."""
         gen, m = self.gen, self.gen.module
         sampling = self.sampling
+        k = max(1, self.candidates) if known else 1
         cond = {"length": torch.tensor([frames / gen.fps])}
         if gen.context_frames:  # frames not given are left out (the denoiser reads that as zeros)
-            cond.update({k: self._condition(v, k) for k, v in (("prefix", prefix), ("suffix", suffix)) if v is not None})
+            cond.update({key: self._condition(v, key) for key, v in (("prefix", prefix), ("suffix", suffix))
+                         if v is not None})
+        cond = {key: v.expand(k, *v.shape[1:]) for key, v in cond.items()}
         shape = tuple(int(v) for v in m.latent_shape.tolist())
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None]
-        mask = torch.arange(gen.window)[None] < frames
-        z = m.sample_latents(1, y, steps=sampling.steps, sampler=sampling.sampler, guidance=sampling.guidance,
-                             cond=cond, noise=noise, cond_until=None if known is not None else self.context_until)
+        noise = torch.randn((k, *shape), generator=torch.Generator().manual_seed(seed))
+        mask = torch.arange(gen.window)[None].expand(k, -1) < frames
+        z = m.sample_latents(k, None if y is None else y.expand(k, *y.shape[1:]), steps=sampling.steps,
+                             sampler=sampling.sampler, guidance=sampling.guidance, cond=cond, noise=noise,
+                             cond_until=None if known is not None else self.context_until)
+        if k > 1:
+            with torch.no_grad():
+                drafts = m.from_latent(z, mask).float().numpy()[:, :frames]
+            idx = np.concatenate([i for i, _ in known])
+            target = np.concatenate([p for _, p in known])
+            miss = [np.linalg.norm(Placement.fit(d[idx], target)(d[idx]) - target, axis=-1).mean() for d in drafts]
+            best = int(np.argmin(miss))
+            z, mask = z[best:best + 1], mask[:1]
         if known and self.fit_steps > 0:
             z = self._fit(z, mask, known)
         with torch.no_grad():
@@ -479,7 +500,8 @@ class Composer:
         anchors = ([(kb - 1, known_b[-1])] if known_b is not None else []) + key_w + \
             ([(kb + frames, known_a[0])] if known_a is not None else [])
         anchors = [(i, k - window[i]) for i, k in anchors]
-        gap = self._rigid(np.ascontiguousarray(window[kb:kb + frames] + _offset_field(anchors, kb, kb + frames)))
+        travel = _feet_travel(window, gen.skeleton)
+        gap = self._rigid(np.ascontiguousarray(window[kb:kb + frames] + _offset_field(anchors, kb, kb + frames, travel)))
         gap = place.inverse()(gap)
         for f, p in keys:  # the rigid layer moves a given pose by a hair: it is put back exactly
             gap[f] = p
@@ -502,20 +524,44 @@ class Composer:
         return sorted(keys, key=lambda k: k[0])
 
 
-def _offset_field(anchors: Sequence[tuple[int, np.ndarray]], start: int, stop: int) -> np.ndarray:
+def _offset_field(anchors: Sequence[tuple[int, np.ndarray]], start: int, stop: int,
+                  path: np.ndarray | None = None) -> np.ndarray:
     """Offsets (stop - start, J, 3) for the frames ``start`` to ``stop`` - 1: each anchor's (frame, (J, 3))
     offset at its frame, a smoothstep between consecutive anchors (zero slope at each, so the motion's
     velocity there is its own), and the nearest anchor's offset beyond the first and the last (a
-    constant shift adds no velocity)."""
-    at = np.array([a for a, _ in anchors], dtype=np.float64)
+    constant shift adds no velocity).
+
+    ``path`` (frames of the window, J): the distance each joint has travelled by each frame. A joint that
+    travels at least :data:`MIN_TRAVEL_M` between two anchors changes its offset in step with its own
+    travel, not with time: a foot takes the change while it swings and none while it stands, so the
+    blend does not make it slide."""
+    at = np.array([a for a, _ in anchors], dtype=np.int64)
     delta = np.stack([np.asarray(d, np.float64) for _, d in anchors])
-    t = np.arange(start, stop, dtype=np.float64)
+    t = np.arange(start, stop)
     k = np.clip(np.searchsorted(at, t, side="right") - 1, 0, len(at) - 1)
     k2 = np.minimum(k + 1, len(at) - 1)
-    span = at[k2] - at[k]
+    span = (at[k2] - at[k]).astype(np.float64)
     u = np.clip(np.where(span > 0, (t - at[k]) / np.where(span > 0, span, 1.0), 0.0), 0.0, 1.0)
-    s = (u * u * (3.0 - 2.0 * u))[:, None, None]
+    s = np.broadcast_to((u * u * (3.0 - 2.0 * u))[:, None], (len(t), delta.shape[1]))
+    if path is not None:
+        p = np.asarray(path, np.float64)
+        first = p[np.clip(at[k], 0, len(p) - 1)]
+        moved = p[np.clip(at[k2], 0, len(p) - 1)] - first
+        by_travel = np.clip((p[t] - first) / np.where(moved > MIN_TRAVEL_M, moved, 1.0), 0.0, 1.0)
+        s = np.where(moved > MIN_TRAVEL_M, by_travel, s)
+    s = s[..., None]
     return ((1.0 - s) * delta[k] + s * delta[k2]).astype(np.float32)
+
+
+def _feet_travel(window: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """(T, J) horizontal distance travelled by each foot by each frame of ``window`` (T, J, 3), for the
+    foot and its parent (the ankle); zeros for the other joints (:func:`_offset_field`)."""
+    out = np.zeros(window.shape[:2], np.float64)
+    horizontal = [a for a in range(3) if a != skeleton.up_axis]
+    for f in skeleton.feet:
+        step = np.linalg.norm(np.diff(window[:, f][:, horizontal], axis=0), axis=-1)
+        out[1:, [f, skeleton.parents[f]]] = np.cumsum(step)[:, None]
+    return out
 
 
 # --- given motions from files -------------------------------------------------------------------
