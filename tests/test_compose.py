@@ -132,8 +132,14 @@ def test_inbetweening_keeps_both_sides_exactly(gen, real):
     motion, offsets = Composer(gen).inbetween(before, after, 12, Segment("walk", 0.6, is_label=True), seed=2)
     assert motion.shape == (10 + 12 + 10, 22, 3) and len(offsets) == 2
     assert np.array_equal(motion[:10], before) and np.array_equal(motion[-10:], after)
-    with pytest.raises(GenerationError, match="outside 1.."):
-        Composer(gen).inbetween(before, after, 30)
+    # Longer than one window: made window by window, continuing the frames so far, the last meeting ``after``.
+    keys = [(5, real[20]), (47, real[25])]
+    motion, offsets = Composer(gen).inbetween(before, after, 60, Segment("walk", 3.0, is_label=True), 2, keys)
+    assert motion.shape == (10 + 60 + 10, 22, 3) and len(offsets) == 3 + 1 + 1 + 1  # 3 windows, 2 keyframes
+    assert np.array_equal(motion[:10], before) and np.array_equal(motion[-10:], after)
+    assert np.array_equal(motion[10 + 5], real[20]) and np.array_equal(motion[10 + 47], real[25])
+    with pytest.raises(GenerationError, match="outside 1..30 .* a longer one needs frames before it"):
+        Composer(gen).inbetween(None, after, 31)
 
 
 def test_keyframes_are_met_exactly_with_or_without_sides(gen, real):

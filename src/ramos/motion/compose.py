@@ -461,9 +461,13 @@ class Composer:
         suffix), through the ``keyframes`` (pairs of a frame of the generated part, 0 to ``frames`` - 1,
         and a pose (J, 3)); all in world coordinates. ``prompt`` (a segment whose duration is ignored)
         says what happens. Any of the three may be missing, not all (``before`` alone is continuation;
-        ``after`` alone a lead-in). The result holds every given frame exactly. Returns the motion
-        (len(before) + frames + len(after), J, 3) and the decoder's mean joint offset (m) from the given
-        frames before it was blended away: the side before, each keyframe in order, the side after."""
+        ``after`` alone a lead-in). The result holds every given frame exactly.
+
+        A gap longer than one window (with ``before``) is made window by window, each continuing the
+        frames so far (and passing through its keyframes), the last one also meeting ``after``. Returns
+        the motion (len(before) + frames + len(after), J, 3) and, per window, the decoder's mean joint
+        offset (m) from its given frames before it was blended away: the side before, each keyframe in
+        order, the side after."""
         if self.method != "context":
             raise GenerationError("in-betweening needs known frames: use the 'context' join (--join context)")
         h, gen = self.context, self.gen
@@ -474,10 +478,32 @@ class Composer:
             raise GenerationError("in-betweening needs frames before or after the gap, or keyframes")
         kb = 0 if before is None else min(h, len(before))
         ka = 0 if after is None else min(h, len(after))
-        if frames < 1 or kb + frames + ka > gen.window:
+        if frames < 1 or (before is None and kb + frames + ka > gen.window):
             raise GenerationError(f"a gap of {frames} frames is outside 1..{gen.window - kb - ka} (one window of "
-                                  f"{gen.window} frames holds the gap and {kb + ka} known frames)")
+                                  f"{gen.window} frames holds the gap and {kb + ka} known frames; a longer "
+                                  "one needs frames before it)")
         y = self._conditions([prompt or Segment(None, frames / gen.fps)])
+        parts, offsets, done, tail = [], [], 0, before
+        while done < frames:
+            kb = 0 if tail is None else min(h, len(tail))
+            last = kb + frames - done + ka <= gen.window
+            n = frames - done if last else gen.window - kb - self.tail_frames
+            inside = [(f - done, p) for f, p in keys if done <= f < done + n]
+            gap, offs = self._between(tail, after if last else None, n, y, seed + len(parts), inside,
+                                      0 if last else self.tail_frames)
+            parts.append(gap)
+            offsets += offs
+            done += n
+            tail = gap if tail is None else np.concatenate([tail[-h:], gap])
+        return np.concatenate([p for p in (before, *parts, after) if p is not None]), offsets
+
+    def _between(self, before: np.ndarray | None, after: np.ndarray | None, frames: int, y: torch.Tensor | None,
+                 seed: int, keys: list[tuple[int, np.ndarray]], extra: int = 0) -> tuple[np.ndarray, list[float]]:
+        """One window of :meth:`inbetween`: the ``frames`` generated frames (world coordinates) and the
+        decoder's offsets from the given frames; the window is sampled ``extra`` frames longer (no ``after``)."""
+        h, gen = self.context, self.gen
+        kb = 0 if before is None else min(h, len(before))
+        ka = 0 if after is None else min(h, len(after))
         anchor = before[-kb] if before is not None else after[0] if after is not None else keys[0][1]
         place = Placement.canonical(anchor, gen)
         known_b = None if before is None else place(before[-kb:])
@@ -489,7 +515,7 @@ class Composer:
         known = ([(np.arange(kb), known_b)] if known_b is not None else []) + \
             [(np.array([i]), k[None]) for i, k in key_w] + \
             ([(np.arange(n - ka, n), known_a)] if known_a is not None else [])
-        window = self._window(y, n, seed, prefix=known_b, suffix=known_a, known=known)
+        window = self._window(y, n + extra, seed, prefix=known_b, suffix=known_a, known=known)
         # As when continuing: the window turned and shifted (one rigid move for all given frames) to where
         # its own version of them lies closest to them, so the blend below carries less.
         idx = np.concatenate([i for i, _ in known])
@@ -505,8 +531,7 @@ class Composer:
         gap = place.inverse()(gap)
         for f, p in keys:  # the rigid layer moves a given pose by a hair: it is put back exactly
             gap[f] = p
-        parts = [p for p in (before, gap, after) if p is not None]
-        return np.concatenate(parts), offsets
+        return gap, offsets
 
     def check_keyframes(self, keyframes: Sequence[tuple[int, np.ndarray]], frames: int) -> list[tuple[int, np.ndarray]]:
         """Keyframes (frame of the generated part, pose) checked and sorted by frame (one-line errors for
