@@ -247,6 +247,7 @@ def _physics(gen_parts: list[np.ndarray], real_parts: list[np.ndarray], gen_edge
     edge_skate, edge_skate_real = (M.foot_skating_ratio(np.stack(e), skeleton, fps) for e in (gen_edges, real_edges))
     return {"skating": M.foot_skating_ratio(g, skeleton, fps), "skating_real": M.foot_skating_ratio(r, skeleton, fps),
             "jitter": M.jitter(g, fps), "jitter_real": M.jitter(r, fps),
+            "floor_penetration_m": M.floor_penetration(g, skeleton), "floor_penetration_real_m": M.floor_penetration(r, skeleton),
             "boundaries": {"n": len(gen_edges), "jerk_mps3": edge_jerk, "jerk_real_mps3": edge_jerk_real,
                            "jerk_ratio": edge_jerk / edge_jerk_real, "skating": edge_skate,
                            "skating_real": edge_skate_real, "skating_ratio": edge_skate / max(edge_skate_real, 1e-9)}}
@@ -282,7 +283,8 @@ def inbetween(composer, real: list[np.ndarray], real_idx: list[int], data, rng) 
           f"{ib['output_error_at_given_frames_m'] * 100:.2f} cm (largest mean), the decoder's before it is blended away "
           f"{ib['mean_error_at_given_frames_m'] * 100:.1f} cm mean (max {ib['max_error_at_given_frames_m'] * 100:.1f} cm); "
           f"generated frames: skating {ib['skating']:.3f} (real {ib['skating_real']:.3f}), jitter {ib['jitter']:.0f} "
-          f"(real {ib['jitter_real']:.0f}) m/s^3; the {len(gen_edges)} boundaries (20 frames each): jerk "
+          f"(real {ib['jitter_real']:.0f}) m/s^3, floor penetration {ib['floor_penetration_m'] * 100:.2f} cm (real "
+          f"{ib['floor_penetration_real_m'] * 100:.2f}); the {len(gen_edges)} boundaries (20 frames each): jerk "
           f"{ib['boundaries']['jerk_ratio']:.2f}x the real window's same frames, skating {ib['boundaries']['skating_ratio']:.2f}x")
     return ib
 
@@ -325,7 +327,8 @@ def keyframes(composer, real: list[np.ndarray], real_idx: list[int], data, every
               f"({r['skating'] / r['skating_real']:.2f}x real {r['skating_real']:.3f}), jitter {r['jitter']:.0f} "
               f"({r['jitter'] / r['jitter_real']:.2f}x real {r['jitter_real']:.0f}) m/s^3; around the "
               f"{r['boundaries']['n']} inner keyframes: jerk {r['boundaries']['jerk_ratio']:.2f}x, skating "
-              f"{r['boundaries']['skating_ratio']:.2f}x the real frames")
+              f"{r['boundaries']['skating_ratio']:.2f}x the real frames; floor penetration {r['floor_penetration_m'] * 100:.2f} cm "
+              f"(real {r['floor_penetration_real_m'] * 100:.2f} cm)")
     print(f"keyframes: the output's error at them {res['output_error_at_keyframes_m'] * 100:.2f} cm (largest mean), "
           f"the decoder's before the blend {res['mean_error_at_keyframes_m'] * 100:.1f} cm mean (max "
           f"{res['max_error_at_keyframes_m'] * 100:.1f} cm); {res['seconds_per_motion']:.2f} s per motion")
