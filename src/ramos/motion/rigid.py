@@ -118,7 +118,7 @@ def _steady(across: Tensor, width: float, up: int) -> Tensor:
     out = torch.empty_like(across)
     out[..., h1], out[..., h2] = flat * torch.sin(angle), flat * torch.cos(angle)
     out[..., up] = a[..., up] + w[..., 0] * (b[..., up] - a[..., up])
-    return _despike(torch.where(fix[..., None], out, across), width)
+    return torch.where(fix[..., None], out, across)
 
 
 def _despike(across: Tensor, width: float) -> Tensor:
@@ -148,7 +148,7 @@ class RigidSkeleton(nn.Module):
 
     Called with frames in time order on the third axis from the end ((..., T, J, 3), as a decoder's
     output is), ``steady=True`` turns clusters through frames where the decoded children collapse
-    (:func:`_steady`).
+    (:func:`_steady`) and past single frames that point elsewhere (:func:`_despike`).
     """
 
     def __init__(self, skeleton: dict[str, Any], offsets: list[list[float]]) -> None:
@@ -214,7 +214,7 @@ class RigidSkeleton(nn.Module):
                         aim = positions[..., cs, :] - out[..., end : end + 1, :]
                         across, other = _cluster_axes(aim, pair, len(cs))
                         if steady:
-                            across = _steady(across, self.widths[end], self.up)
+                            across = _despike(_steady(across, self.widths[end], self.up), self.widths[end])
                         turn = _frame(across, other) @ self.rest_frames_t[k]
                         out[..., cs, :] = out[..., end : end + 1, :] + (
                             turn[..., None, :, :] @ self.offsets[cs, :, None])[..., 0]
