@@ -187,21 +187,18 @@ def test_offsets_are_met_at_anchors_held_beyond_them_and_smooth_between():
     assert np.allclose(np.diff(g[7:14, 1, 0]), (b - a)[1, 0] / 6)  # evenly over its 6 moving frames
 
 
-def test_the_blend_does_not_push_feet_into_the_floor():
+def test_generated_feet_stay_on_or_above_the_floor():
     from ramos.motion.compose import _feet_above_floor
     from ramos.motion.skeleton import HUMANML3D
 
-    feet = list(HUMANML3D.feet)
-    decoded = np.zeros((3, 22, 3), np.float32)
-    decoded[..., 1] = 0.3
-    decoded[1, feet, 1] = 0.05
-    decoded[2, feet, 1] = -0.02  # the decoder's own foot 2 cm deep
-    blended = decoded.copy()
-    blended[:, :, 1] -= 0.1  # the blend lowers everything by 10 cm
-    out = _feet_above_floor(blended, decoded, HUMANML3D)
-    assert np.allclose(out[0, feet, 1], 0.2)  # above the floor: as blended
-    assert np.allclose(out[1, feet, 1], 0.0)  # pushed below it: on it
-    assert np.allclose(out[2, feet, 1], -0.02)  # no deeper than the decoder had them
+    feet = [j for f in HUMANML3D.feet for j in (f, HUMANML3D.parents[f])]  # toes and ankles
+    blended = np.zeros((3, 22, 3), np.float32)
+    blended[..., 1] = 0.2
+    blended[1, feet, 1] = -0.05  # pushed 5 cm below the floor
+    blended[2, :, 1] = -0.1  # the whole body too low: only the feet are lifted
+    out = _feet_above_floor(blended, HUMANML3D)
+    assert np.allclose(out[0], blended[0])  # above the floor: as blended
+    assert np.allclose(out[1:, feet, 1], 0.0)
     others = [j for j in range(22) if j not in feet]
     assert np.array_equal(out[:, others], blended[:, others])
 
