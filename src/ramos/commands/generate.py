@@ -182,7 +182,8 @@ def read_keyframes(given: list[list[str]], gen: MotionGenerator, frames: int,
             t = float(seconds)
         except ValueError:
             raise GenerationError(f"--keyframe {i}: the time must be a number of seconds, got {seconds!r}") from None
-        if not math.isfinite(t) or not 0 <= round(t * gen.fps) < frames:
+        frame = round(t * gen.fps) if math.isfinite(t) else -1
+        if not 0 <= frame < frames:
             raise GenerationError(f"--keyframe {i} at {seconds} s is outside the generated motion "
                                   f"(0 to {(frames - 1) / gen.fps:g} s)")
         if path not in read:
@@ -191,7 +192,7 @@ def read_keyframes(given: list[list[str]], gen: MotionGenerator, frames: int,
         f = round(at * gen.fps)
         if not math.isfinite(at) or not 0 <= f < len(x):
             raise GenerationError(f"{path}: no frame at {at:g} s (it has {len(x) / gen.fps:g} s)")
-        keys.append((round(t * gen.fps), x[f]))
+        keys.append((frame, x[f]))
     return keys
 
 
